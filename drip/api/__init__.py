@@ -1,0 +1,1 @@
+"""The HTTP API: signups, unsubscribe pages, health, and the signup page."""

@@ -1,0 +1,46 @@
+"""The FastAPI application: built from a `Runtime`, so tests and processes share one wiring."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from drip.api import health, signups, unsubscribe
+from drip.errors import UnknownSequence
+from drip.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The API for `runtime`'s database, broker and sequences."""
+    app = FastAPI(title="drip", version="0.1.0", docs_url="/docs", redoc_url=None)
+    app.state.runtime = runtime
+    app.include_router(signups.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(UnknownSequence)
+    async def _unknown_sequence(_: Request, exc: UnknownSequence) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": [
+                    {"loc": ["body", "sequence"], "msg": str(exc), "type": "unknown_sequence"}
+                ]
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("api.database_unavailable", error=str(exc).splitlines()[0])
+        return JSONResponse(
+            {"detail": "the database is unavailable; nothing was changed, try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    return app

@@ -1,0 +1,12 @@
+"""Request-scoped access to the process's runtime."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from drip.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime

@@ -1,0 +1,136 @@
+"""`POST /signups` (JSON or form fields) and the signup page at `GET /`.
+
+The answer is the same 202 whether the address is new, known, enrolled or unsubscribed,
+so the endpoint cannot be used to learn who is on the list.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import update
+
+from drip.api.deps import get_runtime
+from drip.api.pages import page
+from drip.db import transaction, utcnow
+from drip.models import Delivery, DeliveryStatus
+from drip.runtime import Runtime
+from drip.signup.request import SignupRequest
+from drip.signup.service import enroll_contact
+
+log = structlog.get_logger(__name__)
+router = APIRouter()
+
+#: The one answer every accepted signup gets.
+ACCEPTED = {
+    "status": "accepted",
+    "detail": "If the address is valid, the first email is on its way.",
+}
+
+_SIGNUP_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": SignupRequest.model_json_schema()},
+        "application/x-www-form-urlencoded": {"schema": SignupRequest.model_json_schema()},
+    },
+}
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def signup_page() -> HTMLResponse:
+    return page("signup.html")
+
+
+@router.post(
+    "/signups",
+    status_code=202,
+    openapi_extra={"requestBody": _SIGNUP_BODY},
+    responses={202: {"description": "Accepted"}, 422: {"description": "A field is invalid"}},
+)
+async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Accept a signup: validate, upsert the contact, enroll it and plan step 1."""
+    is_form = not request.headers.get("content-type", "").startswith("application/json")
+    fields = await _read_fields(request, is_form)
+    if isinstance(fields, JSONResponse):
+        return fields
+    try:
+        signup = SignupRequest.model_validate(fields)
+    except ValidationError as exc:
+        detail = [
+            {
+                "loc": ["body", *map(str, e["loc"])],
+                "msg": e["msg"].removeprefix("Value error, "),
+                "type": e["type"],
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        result = enroll_contact(
+            session,
+            signup,
+            catalog=runtime.catalog,
+            default_sequence=runtime.settings.default_sequence,
+            now=now,
+            queue_lease=runtime.settings.queue_lease,
+        )
+    if result.delivery_to_enqueue is not None:
+        _enqueue_or_release(runtime, result.delivery_to_enqueue)
+    if is_form and "text/html" in request.headers.get("accept", ""):
+        return page("thanks.html", status_code=202)
+    return JSONResponse(ACCEPTED, status_code=202)
+
+
+async def _read_fields(request: Request, is_form: bool) -> dict[str, Any] | JSONResponse:
+    if not is_form:
+        try:
+            body = json.loads(await request.body() or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": ["body"],
+                            "msg": "the body is not valid JSON",
+                            "type": "json_invalid",
+                        }
+                    ]
+                },
+                status_code=422,
+            )
+        if not isinstance(body, dict):
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": ["body"],
+                            "msg": "the body must be a JSON object",
+                            "type": "object_type",
+                        }
+                    ]
+                },
+                status_code=422,
+            )
+        return body
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _enqueue_or_release(runtime: Runtime, delivery_id: int) -> None:
+    """Send step 1 now; if Redis is down, hand the row back to the scheduler."""
+    try:
+        runtime.enqueue([delivery_id])
+    except Exception as exc:
+        log.warning("signup.enqueue_failed", delivery_id=delivery_id, error=str(exc))
+        with transaction(runtime.sessions) as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.QUEUED)
+                .values(status=DeliveryStatus.SCHEDULED, lease_until=None)
+            )

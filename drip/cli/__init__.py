@@ -1,0 +1,1 @@
+"""The `drip` command: one entry point, `--help` on every level."""

@@ -1,0 +1,21 @@
+"""`drip`: the command's tree of subcommands."""
+
+from __future__ import annotations
+
+import typer
+
+from drip.cli import contacts, database, processes, sequences
+
+app = typer.Typer(
+    name="drip",
+    help="Email drip campaigns: sequences as code, a durable schedule, exactly-once sends.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(processes.run)
+app.command()(processes.api)
+app.command()(processes.scheduler)
+app.command()(processes.worker)
+app.command()(contacts.enroll)
+app.add_typer(database.app, name="db")
+app.add_typer(sequences.app, name="sequences")

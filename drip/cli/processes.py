@@ -1,0 +1,96 @@
+"""`drip run`, `drip api`, `drip scheduler`, `drip worker`: the service's processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import dramatiq
+import typer
+import uvicorn
+
+from drip.api.app import create_app
+from drip.cli.common import console, load_settings, opened_runtime
+from drip.logs import configure_logging
+from drip.migrate import upgrade_database
+from drip.send.actor import SEND_QUEUE
+
+
+def run(
+    host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+    port: int = typer.Option(8000, help="Port the API listens on."),
+) -> None:
+    """The whole service in one process: API, scheduler and worker threads."""
+    settings = load_settings()
+    configure_logging(json=False)
+    if settings.database_url.startswith("sqlite"):
+        upgrade_database(settings.database_url)
+    with opened_runtime(settings) as runtime:
+        worker = dramatiq.Worker(
+            runtime.broker, worker_threads=settings.worker_threads, queues={SEND_QUEUE}
+        )
+        worker.start()
+        stop = threading.Event()
+        scheduler = threading.Thread(
+            target=runtime.scheduler().run,
+            args=(stop, settings.scheduler_interval),
+            name="drip-scheduler",
+            daemon=True,
+        )
+        scheduler.start()
+        console.print(
+            f"drip: {len(runtime.catalog)} sequence(s), transport "
+            f"{settings.transport_name.value}, http://{host}:{port}/"
+        )
+        try:
+            uvicorn.run(create_app(runtime), host=host, port=port, log_config=None)
+        finally:
+            stop.set()
+            scheduler.join(timeout=10)
+            worker.stop(timeout=10_000)
+
+
+def api(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """The HTTP API alone (any number may run behind a load balancer)."""
+    settings = load_settings()
+    configure_logging(json=True)
+    with opened_runtime(settings) as runtime:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None)
+
+
+def scheduler() -> None:
+    """The scheduler alone: claims due deliveries and enqueues them (any number may run)."""
+    settings = load_settings()
+    configure_logging(json=True)
+    with opened_runtime(settings) as runtime:
+        stop = threading.Event()
+        try:
+            runtime.scheduler().run(stop, settings.scheduler_interval)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+def worker(
+    processes: int = typer.Option(2, min=1, help="Worker processes."),
+    threads: int = typer.Option(8, min=1, help="Threads per process."),
+) -> None:
+    """Dramatiq's own worker over drip's broker (any number may run)."""
+    with opened_runtime(load_settings()):
+        pass  # checks the settings and sequence files before handing over
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "drip.worker",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        SEND_QUEUE,
+    ]
+    os.execv(sys.executable, argv)  # noqa: S606 - this process becomes the Dramatiq worker

@@ -1,0 +1,110 @@
+"""Settings: one pydantic-settings object, read from `DRIP_*` variables and a `.env` file.
+
+Settings are read at the edges (API, worker, scheduler, CLI) and passed inward as
+explicit arguments; nothing below those edges imports this module's `Settings()`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
+STATE_DIR = Path(".drip")
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class TransportName(StrEnum):
+    SENDGRID = "sendgrid"
+    OUTBOX = "outbox"
+
+
+class AmbiguousPolicy(StrEnum):
+    """What to do with a send whose outcome is unknown and that no `processed` event confirmed."""
+
+    RESEND = "resend"
+    REVIEW = "review"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see the table in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIP_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.DEVELOPMENT
+    database_url: str = "sqlite:///drip.db"
+    redis_url: str | None = None
+    redis_namespace: str = "drip"
+    transport: TransportName | None = None
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: float = Field(default=10.0, gt=0)
+    sendgrid_webhook_public_key: str | None = None
+    outbox_dir: Path = Path("outbox")
+    sequences_dir: Path = Path("sequences")
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    postal_address: str | None = None
+    scheduler_interval: float = Field(default=5.0, gt=0)
+    scheduler_batch_size: int = Field(default=500, gt=0)
+    default_sequence: str = "executive-resume"
+    #: A queued row whose message was lost (Redis restart, killed worker) is enqueued again
+    #: after this many seconds.
+    queue_lease: float = Field(default=120.0, gt=0)
+    #: A row left in `sending` (a worker died mid-send) is resolved after this many seconds.
+    send_lease: float = Field(default=300.0, gt=0)
+    ambiguous_policy: AmbiguousPolicy = AmbiguousPolicy.RESEND
+    send_max_attempts: int = Field(default=8, gt=0)
+    send_min_backoff: float = Field(default=1.0, gt=0)
+    send_max_backoff: float = Field(default=300.0, gt=0)
+    worker_threads: int = Field(default=4, gt=0)
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Self:
+        if self.env is Environment.PRODUCTION:
+            missing = [
+                name
+                for name, value in (
+                    ("DRIP_SECRET_KEY", self.secret_key),
+                    ("DRIP_POSTAL_ADDRESS", self.postal_address),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} must be set when DRIP_ENV=production")
+        return self
+
+    @property
+    def transport_name(self) -> TransportName:
+        """The transport in use: explicit, else SendGrid when an API key is set, else the outbox."""
+        if self.transport is not None:
+            return self.transport
+        return TransportName.SENDGRID if self.sendgrid_api_key else TransportName.OUTBOX
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    def resolved_secret_key(self) -> str:
+        """The signing key: the configured one, else one generated once into `.drip/secret`."""
+        if self.secret_key:
+            return self.secret_key
+        path = STATE_DIR / "secret"
+        if not path.exists():
+            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def resolved_postal_address(self) -> str:
+        """The postal address for the footer; a neutral placeholder in development."""
+        return self.postal_address or "The Resume Studio, 100 Example Street, Springfield, USA"

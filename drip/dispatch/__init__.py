@@ -1,0 +1,1 @@
+"""Dispatch: the scheduler that turns due rows into Dramatiq messages, and recovers lost work."""

@@ -1,0 +1,112 @@
+"""Render one step of a sequence for one contact: subject, HTML (CSS inlined) and text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import css_inline
+from jinja2 import TemplateError, TemplateNotFound
+from jinja2.exceptions import SecurityError
+from markupsafe import Markup
+
+from drip.errors import RenderError
+from drip.render.environment import build_environment
+from drip.render.text import html_to_text, text_footer
+from drip.sequences.definition import Sequence, Step
+
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True)
+class TemplateContact:
+    """What templates see as `contact`."""
+
+    email: str
+    first_name: str | None = None
+    timezone: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+def text_template_names(template: str) -> tuple[str, ...]:
+    """Where a step's own text part may be: `name.txt` or `name.html.txt` beside the HTML."""
+    path = Path(template)
+    return (str(path.with_suffix(".txt")), f"{template}.txt")
+
+
+def clean_header(value: str) -> str:
+    """One header line: CR, LF and other control characters folded to spaces."""
+    return " ".join("".join(c if c.isprintable() else " " for c in value).split())
+
+
+class Renderer:
+    """Renders sequences whose templates live under one folder; compiled templates are cached."""
+
+    def __init__(self, templates_dir: Path, *, postal_address: str) -> None:
+        self.templates_dir = templates_dir
+        self.postal_address = postal_address
+        self.environment = build_environment(templates_dir)
+
+    def render(
+        self,
+        sequence: Sequence,
+        step: Step,
+        contact: TemplateContact,
+        *,
+        unsubscribe_url: str,
+        links: dict[str, str] | None = None,
+    ) -> RenderedEmail:
+        """Render `step` for `contact`; raise RenderError naming the template and the problem."""
+        context: dict[str, Any] = {
+            "contact": contact,
+            "sequence": {"id": sequence.id, "name": sequence.name},
+            "step": {"id": step.id, "preheader": step.preheader or ""},
+            "sender": sequence.from_,
+            "unsubscribe_url": unsubscribe_url,
+            "postal_address": self.postal_address,
+            "links": links or {},
+        }
+        where = step.template
+        try:
+            subject = clean_header(self.environment.from_string(step.subject).render(context))
+            if not subject:
+                raise RenderError(f"{sequence.id}/{step.id}: the subject renders empty")
+            context["subject"] = subject
+            content = self.environment.get_template(step.template).render(context)
+            where = sequence.layout
+            html = self.environment.get_template(sequence.layout).render(
+                context,
+                content=Markup(content),  # noqa: S704 - rendered by the autoescaping sandbox
+            )
+            where = f"{step.template} (text part)"
+            text = self._render_text(step, context, content, unsubscribe_url)
+        except TemplateNotFound as exc:
+            raise RenderError(f"{where}: template {exc.name!r} not found") from exc
+        except SecurityError as exc:
+            raise RenderError(f"{where}: refused by the sandbox: {exc}") from exc
+        except TemplateError as exc:
+            raise RenderError(f"{where}: {exc}") from exc
+        return RenderedEmail(subject=subject, html=_INLINER.inline(html), text=text)
+
+    def _render_text(
+        self, step: Step, context: dict[str, Any], html_content: str, unsubscribe_url: str
+    ) -> str:
+        for name in text_template_names(step.template):
+            if (self.templates_dir / name).is_file():
+                body = self.environment.get_template(name).render(context)
+                break
+        else:
+            body = html_to_text(html_content)
+        return (
+            body.rstrip()
+            + "\n"
+            + text_footer(unsubscribe_url=unsubscribe_url, postal_address=self.postal_address)
+        )

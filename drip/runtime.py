@@ -1,0 +1,115 @@
+"""Everything a process needs, built once from settings at the edge (CLI, worker, API)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dramatiq import Actor, Broker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from drip.broker import build_broker
+from drip.config import Settings, TransportName
+from drip.db import create_db_engine, session_factory
+from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
+from drip.send import actor as send_actor
+from drip.send.sender import DeliverySender, SendPolicy
+from drip.send.transports import OutboxTransport, SendGridTransport, Transport
+from drip.sequences.catalog import SequenceCatalog
+from drip.unsubscribe.links import Links
+from drip.unsubscribe.tokens import TokenSigner
+
+
+def build_transport(settings: Settings) -> Transport:
+    """The transport settings choose: SendGrid with an API key, else the outbox."""
+    if settings.transport_name is TransportName.SENDGRID:
+        if not settings.sendgrid_api_key:
+            raise ValueError("DRIP_TRANSPORT=sendgrid needs DRIP_SENDGRID_API_KEY")
+        return SendGridTransport(
+            api_key=settings.sendgrid_api_key,
+            host=settings.sendgrid_host,
+            timeout=settings.sendgrid_timeout,
+        )
+    return OutboxTransport(settings.outbox_dir)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    catalog: SequenceCatalog
+    transport: Transport
+    links: Links
+    signer: TokenSigner
+    broker: Broker
+    send_actor: Actor[[int], None]
+    sender: DeliverySender
+
+    def enqueue(self, delivery_ids: Sequence[int]) -> None:
+        """Enqueue one send message per delivery id."""
+        for delivery_id in delivery_ids:
+            self.send_actor.send(delivery_id)
+
+    def scheduler(self) -> Scheduler:
+        s = self.settings
+        return Scheduler(
+            sessions=self.sessions,
+            catalog=self.catalog,
+            enqueue=self.enqueue,
+            policy=SchedulerPolicy(
+                batch_size=s.scheduler_batch_size,
+                queue_lease=s.queue_lease,
+                send_lease=s.send_lease,
+                ambiguous_policy=s.ambiguous_policy,
+            ),
+        )
+
+    def close(self) -> None:
+        self.transport.close()
+        self.broker.close()
+        self.engine.dispose()
+
+
+def build_runtime(
+    settings: Settings, *, transport: Transport | None = None, broker: Broker | None = None
+) -> Runtime:
+    """Build every part from `settings`; the sequences are checked here, before any send."""
+    catalog = SequenceCatalog.load(
+        settings.sequences_dir, postal_address=settings.resolved_postal_address()
+    )
+    engine = create_db_engine(settings.database_url, pool_size=max(settings.worker_threads, 5))
+    sessions = session_factory(engine)
+    signer = TokenSigner(settings.resolved_secret_key())
+    links = Links(signer=signer, base_url=settings.base_url)
+    transport = transport or build_transport(settings)
+    broker = broker or build_broker(settings.redis_url, namespace=settings.redis_namespace)
+    actor = send_actor.declare_send_actor(broker)
+    sender = DeliverySender(
+        sessions=sessions,
+        catalog=catalog,
+        transport=transport,
+        links=links,
+        policy=SendPolicy(
+            send_lease=settings.send_lease,
+            max_attempts=settings.send_max_attempts,
+            min_backoff=settings.send_min_backoff,
+            max_backoff=settings.send_max_backoff,
+            queue_lease=settings.queue_lease,
+        ),
+    )
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        catalog=catalog,
+        transport=transport,
+        links=links,
+        signer=signer,
+        broker=broker,
+        send_actor=actor,
+        sender=sender,
+    )
+    send_actor.bind(sender, runtime.enqueue)
+    return runtime

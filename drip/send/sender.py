@@ -1,0 +1,269 @@
+"""Send one delivery, exactly once: the state machine of `drip.models.delivery`.
+
+1. Claim: `queued -> sending` by a conditional UPDATE, committed before the provider call
+   so a crash leaves a visible `sending` row for the scheduler to resolve. Whoever loses
+   the race (a duplicate message, a second worker) gets `NOT_MINE` and does nothing.
+2. Guard: a second transaction locks the contact row for share (PostgreSQL) and
+   re-checks at send time that the contact is subscribed, the enrollment active and the
+   step still in the file. An unsubscribe locks the same row for update, so it waits for
+   a send in flight and every later send sees it: nothing leaves after its answer.
+3. Send, then in the same guard transaction: `sending -> sent` with the provider's id,
+   and the next step planned from the current sequence file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from drip.db import is_postgresql, utcnow
+from drip.errors import PermanentSendError, RenderError, TransientSendError, UnknownSequence
+from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
+from drip.render.renderer import TemplateContact
+from drip.schedule.store import lease, plan_following
+from drip.send.backoff import compute_backoff
+from drip.send.message import OutgoingEmail, build_email
+from drip.send.transports.base import Transport
+from drip.sequences.catalog import LoadedSequence, SequenceCatalog
+from drip.unsubscribe.links import Links
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    NOT_MINE = "not_mine"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """Limits of the send path, from settings."""
+
+    send_lease: float
+    max_attempts: int
+    min_backoff: float
+    max_backoff: float
+    queue_lease: float
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    retry_in: float | None = None
+    next_delivery: int | None = None
+
+
+class DeliverySender:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        catalog: SequenceCatalog,
+        transport: Transport,
+        links: Links,
+        policy: SendPolicy,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.catalog = catalog
+        self.transport = transport
+        self.links = links
+        self.policy = policy
+        self.clock = clock
+
+    def send(self, delivery_id: int) -> SendResult:
+        """Run the state machine for one delivery; safe to call any number of times."""
+        delivery = self._claim(delivery_id)
+        if delivery is None:
+            return SendResult(Outcome.NOT_MINE)
+        bound = log.bind(
+            delivery_id=delivery_id,
+            contact_id=delivery.contact_id,
+            sequence=delivery.sequence_id,
+            step=delivery.step_id,
+        )
+        with self.sessions() as session, session.begin():
+            contact_query = select(Contact).where(Contact.id == delivery.contact_id)
+            if is_postgresql(session.get_bind()):  # type: ignore[arg-type]
+                contact_query = contact_query.with_for_update(read=True)
+            contact = session.scalars(contact_query).one()
+            enrollment = session.get_one(Enrollment, delivery.enrollment_id)
+            stop = self._stop_reason(contact, enrollment)
+            if stop is not None:
+                self._finish(session, delivery_id, DeliveryStatus.CANCELLED, error=stop)
+                bound.info("send.cancelled", reason=stop)
+                return SendResult(Outcome.CANCELLED)
+            loaded = self.catalog.get(delivery.sequence_id)
+            step = loaded.definition.step(delivery.step_id)
+            if step is None:
+                self._finish(
+                    session,
+                    delivery_id,
+                    DeliveryStatus.CANCELLED,
+                    error="the step was removed from the sequence file",
+                )
+                nxt = self._plan_next(session, enrollment, contact, loaded, None)
+                bound.info("send.step_removed")
+                return SendResult(Outcome.CANCELLED, next_delivery=nxt)
+            try:
+                email = self._compose(delivery, contact, loaded)
+            except RenderError as exc:
+                self._finish(session, delivery_id, DeliveryStatus.FAILED, error=f"render: {exc}")
+                bound.warning("send.render_failed", error=str(exc))
+                return SendResult(Outcome.FAILED)
+            try:
+                message_id = self.transport.send(email)
+            except TransientSendError as exc:
+                return self._transient(session, delivery, exc, bound)
+            except PermanentSendError as exc:
+                self._finish(session, delivery_id, DeliveryStatus.FAILED, error=str(exc))
+                bound.warning("send.refused", error=str(exc))
+                return SendResult(Outcome.FAILED)
+            sent_at = self.clock()
+            self._finish(
+                session,
+                delivery_id,
+                DeliveryStatus.SENT,
+                sent_at=sent_at,
+                provider_message_id=message_id,
+                sequence_version=loaded.version,
+            )
+            nxt = self._plan_next(
+                session, enrollment, contact, loaded, sent_at, also_received=delivery.step_id
+            )
+            bound.info("send.sent", provider_message_id=message_id)
+            return SendResult(Outcome.SENT, next_delivery=nxt)
+
+    def _claim(self, delivery_id: int) -> Delivery | None:
+        now = self.clock()
+        with self.sessions() as session, session.begin():
+            return session.scalars(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.QUEUED)
+                .values(
+                    status=DeliveryStatus.SENDING,
+                    attempts=Delivery.attempts + 1,
+                    lease_until=lease(now, self.policy.send_lease),
+                    updated_at=now,
+                )
+                .returning(Delivery)
+            ).one_or_none()
+
+    def _stop_reason(self, contact: Contact, enrollment: Enrollment) -> str | None:
+        if not contact.is_subscribed:
+            return f"contact {contact.status.value}" + (
+                f": {contact.status_reason}" if contact.status_reason else ""
+            )
+        if enrollment.status is not EnrollmentStatus.ACTIVE:
+            return f"enrollment {enrollment.status.value}"
+        if enrollment.sequence_id not in self.catalog:
+            return f"sequence {enrollment.sequence_id!r} no longer exists"
+        return None
+
+    def _compose(
+        self, delivery: Delivery, contact: Contact, loaded: LoadedSequence
+    ) -> OutgoingEmail:
+        sequence = loaded.definition
+        step = sequence.step(delivery.step_id)
+        if step is None or contact.email is None:
+            raise UnknownSequence(delivery.sequence_id)
+        unsubscribe_url = self.links.unsubscribe_url(contact.public_id)
+        rendered = self.catalog.renderer.render(
+            sequence,
+            step,
+            TemplateContact(
+                email=contact.email,
+                first_name=contact.first_name,
+                timezone=contact.timezone,
+                attributes=dict(contact.attributes or {}),
+            ),
+            unsubscribe_url=unsubscribe_url,
+            links=self.links.for_contact(contact.public_id, sequence.id),
+        )
+        return build_email(
+            rendered,
+            to_email=contact.email,
+            to_name=contact.first_name,
+            sender=sequence.from_,
+            reply_to=sequence.reply_to,
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=self.links.unsubscribe_mailto,
+            custom_args={"delivery_id": str(delivery.id), "sequence": sequence.id, "step": step.id},
+        )
+
+    def _transient(
+        self,
+        session: Session,
+        delivery: Delivery,
+        exc: TransientSendError,
+        bound: structlog.BoundLogger,
+    ) -> SendResult:
+        attempts = delivery.attempts
+        if attempts >= self.policy.max_attempts:
+            self._finish(
+                session,
+                delivery.id,
+                DeliveryStatus.FAILED,
+                error=f"gave up after {attempts} attempts: {exc}",
+            )
+            bound.warning("send.gave_up", attempts=attempts, error=str(exc))
+            return SendResult(Outcome.FAILED)
+        delay = compute_backoff(
+            attempts,
+            minimum=self.policy.min_backoff,
+            maximum=self.policy.max_backoff,
+            retry_after=exc.retry_after,
+        )
+        now = self.clock()
+        # Back to queued, leased past the retry so the scheduler does not enqueue it meanwhile.
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.SENDING)
+            .values(
+                status=DeliveryStatus.QUEUED,
+                error=str(exc),
+                updated_at=now,
+                lease_until=lease(now, delay + self.policy.queue_lease),
+            )
+        )
+        bound.info("send.retry", attempts=attempts, retry_in=round(delay, 3), error=str(exc))
+        return SendResult(Outcome.RETRY, retry_in=delay)
+
+    def _finish(
+        self, session: Session, delivery_id: int, status: DeliveryStatus, **values: object
+    ) -> None:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
+            .values(status=status, lease_until=None, updated_at=self.clock(), **values)
+        )
+
+    def _plan_next(
+        self,
+        session: Session,
+        enrollment: Enrollment,
+        contact: Contact,
+        loaded: LoadedSequence,
+        after: datetime | None,
+        also_received: str | None = None,
+    ) -> int | None:
+        return plan_following(
+            session,
+            enrollment=enrollment,
+            contact=contact,
+            sequence=loaded.definition,
+            now=self.clock(),
+            queue_lease=self.policy.queue_lease,
+            sent_step=also_received,
+            sent_at=after,
+        )

@@ -1,0 +1,201 @@
+"""The sequences in force: every file in the sequences folder, checked as a whole.
+
+A catalog is built only when every file parses, its step ids are unique, every template
+it names exists and compiles, no template reaches outside the sandbox, its layout uses
+`unsubscribe_url`, and every step renders for sample contacts with and without a first
+name. So a bad edit is refused when the service starts or in CI, never at send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import TemplateSyntaxError, meta
+
+from drip.errors import Problem, RenderError, SequenceError, UnknownSequence
+from drip.render.environment import unsafe_attributes
+from drip.render.renderer import Renderer, TemplateContact, text_template_names
+from drip.sequences.definition import Sequence
+from drip.sequences.loader import (
+    TEMPLATES_SUBDIR,
+    ParsedFile,
+    content_version,
+    parse_sequence_file,
+    sequence_files,
+)
+
+#: The contacts every step is rendered for at validation time.
+SAMPLE_CONTACTS = (
+    TemplateContact(email="sample@example.com", first_name="Alex", timezone="UTC"),
+    TemplateContact(email="sample@example.com", first_name=None, timezone=None),
+)
+
+#: Stands in for a real unsubscribe link when rendering samples.
+SAMPLE_UNSUBSCRIBE_URL = "https://example.com/unsubscribe/sample-token"
+
+
+@dataclass(frozen=True)
+class LoadedSequence:
+    """A checked sequence, the file it came from and the hash of its content."""
+
+    definition: Sequence
+    path: Path
+    version: str
+
+
+class SequenceCatalog:
+    """The checked sequences by id, with the renderer their templates need."""
+
+    def __init__(self, sequences: dict[str, LoadedSequence], renderer: Renderer) -> None:
+        self._sequences = sequences
+        self.renderer = renderer
+
+    @classmethod
+    def load(
+        cls, sequences_dir: Path, *, postal_address: str, files: Iterable[Path] | None = None
+    ) -> SequenceCatalog:
+        """Load and check `files` (default: every sequence file in `sequences_dir`)."""
+        renderer = Renderer(sequences_dir / TEMPLATES_SUBDIR, postal_address=postal_address)
+        paths = sequence_files([sequences_dir] if files is None else files)
+        if files is None and not sequences_dir.is_dir():
+            raise SequenceError(
+                [Problem(str(sequences_dir), None, "folder", "the sequences folder does not exist")]
+            )
+        problems: list[Problem] = []
+        loaded: dict[str, LoadedSequence] = {}
+        for path in paths:
+            try:
+                parsed = parse_sequence_file(path)
+            except SequenceError as exc:
+                problems.extend(exc.problems)
+                continue
+            found = check_templates(parsed, renderer)
+            sequence = parsed.sequence
+            if sequence.id in loaded:
+                found.append(
+                    Problem(
+                        str(path),
+                        parsed.line_of("id"),
+                        "id",
+                        f"sequence id {sequence.id!r} is also used by {loaded[sequence.id].path}",
+                    )
+                )
+            problems.extend(found)
+            if not found:
+                used = [renderer.templates_dir / sequence.layout]
+                for step in sequence.steps:
+                    used.append(renderer.templates_dir / step.template)
+                    used.extend(
+                        renderer.templates_dir / n for n in text_template_names(step.template)
+                    )
+                loaded[sequence.id] = LoadedSequence(sequence, path, content_version(path, used))
+        if problems:
+            raise SequenceError(problems)
+        return cls(loaded, renderer)
+
+    def get(self, sequence_id: str) -> LoadedSequence:
+        """The sequence with `sequence_id`; raise UnknownSequence when no file defines it."""
+        try:
+            return self._sequences[sequence_id]
+        except KeyError:
+            raise UnknownSequence(sequence_id) from None
+
+    def __contains__(self, sequence_id: object) -> bool:
+        return sequence_id in self._sequences
+
+    def __iter__(self) -> Iterator[LoadedSequence]:
+        return iter(self._sequences.values())
+
+    def __len__(self) -> int:
+        return len(self._sequences)
+
+
+def check_templates(parsed: ParsedFile, renderer: Renderer) -> list[Problem]:
+    """Every problem with the templates a parsed file names, its layout and its sample renders."""
+    sequence, name = parsed.sequence, str(parsed.path)
+    env, root = renderer.environment, renderer.templates_dir
+    problems: list[Problem] = []
+    named = [(sequence.layout, ("layout",))] + [
+        (step.template, ("steps", i, "template")) for i, step in enumerate(sequence.steps)
+    ]
+    named += [
+        (text_name, ("steps", i, "template"))
+        for i, step in enumerate(sequence.steps)
+        for text_name in text_template_names(step.template)
+        if (root / text_name).is_file()
+    ]
+    for template, loc in named:
+        path = root / template
+        if not path.is_file():
+            problems.append(
+                Problem(
+                    name,
+                    parsed.line_of(*loc),
+                    _dotted(loc),
+                    f"template {template!r} not found under {root}",
+                )
+            )
+            continue
+        source = path.read_text(encoding="utf-8")
+        try:
+            tree = env.parse(source, template, str(path))
+        except TemplateSyntaxError as exc:
+            problems.append(
+                Problem(str(path), exc.lineno, "template", exc.message or "syntax error")
+            )
+            continue
+        for line, attr in unsafe_attributes(tree):
+            problems.append(
+                Problem(
+                    str(path),
+                    line,
+                    "template",
+                    f"{attr!r} reaches outside the sandbox and is refused",
+                )
+            )
+        if loc == ("layout",) and "unsubscribe_url" not in meta.find_undeclared_variables(tree):
+            problems.append(
+                Problem(
+                    name,
+                    parsed.line_of("layout"),
+                    "layout",
+                    f"layout {template!r} must show {{{{ unsubscribe_url }}}}",
+                )
+            )
+    if problems:
+        return problems
+    for i, step in enumerate(sequence.steps):
+        for contact in SAMPLE_CONTACTS:
+            try:
+                renderer.render(
+                    sequence,
+                    step,
+                    contact,
+                    unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
+                    links=sample_links(sequence.id),
+                )
+            except RenderError as exc:
+                who = "with" if contact.first_name else "without"
+                problems.append(
+                    Problem(
+                        name,
+                        parsed.line_of("steps", i),
+                        f"steps[{i}]",
+                        f"does not render for a contact {who} a first name: {exc}",
+                    )
+                )
+                break
+    return problems
+
+
+def sample_links(sequence_id: str) -> dict[str, str]:
+    """Stand-ins for the per-contact links templates may use."""
+    return {"download": f"https://example.com/download/{sequence_id}/sample-token"}
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return "".join(
+        f"[{p}]" if isinstance(p, int) else (("." if i else "") + p) for i, p in enumerate(loc)
+    )

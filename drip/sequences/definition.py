@@ -1,0 +1,146 @@
+"""The sequence file format as pydantic models (see the README's "A sequence file")."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.functional_validators import BeforeValidator
+
+from drip.sequences.delays import parse_delay
+
+#: Subjects longer than this are cut off by most inboxes.
+MAX_SUBJECT_LENGTH = 120
+
+#: Ids appear in URLs, logs and custom_args: keep them to a safe alphabet.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @property
+    def number(self) -> int:
+        """Monday is 0, as in `date.weekday()`."""
+        return list(Weekday).index(self)
+
+
+def _delay(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_delay(value)
+
+
+Delay = Annotated[timedelta, BeforeValidator(_delay)]
+
+
+def check_timezone(name: str) -> str:
+    """Return `name` if it is a known IANA zone, else raise ValueError."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone such as 'America/New_York'") from exc
+    return name
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Address(Strict):
+    email: str
+    name: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: str) -> str:
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class SendWindow(Strict):
+    """Local hours in which emails may arrive: a due time outside moves to the next opening."""
+
+    days: tuple[Weekday, ...] = tuple(Weekday)
+    start: time = time(0, 0)
+    end: time = time(23, 59, 59)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        if isinstance(value, int):  # YAML reads an unquoted 08:00 as a sexagesimal number
+            raise ValueError('write the time in quotes, such as "08:00"')
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.days:
+            raise ValueError("a send window needs at least one day")
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+
+class Step(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    delay: Delay
+    subject: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    preheader: str | None = None
+    send_window: SendWindow | None = None
+    max_lateness: Delay | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_fits(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the subject is empty")
+        if len(value) > MAX_SUBJECT_LENGTH:
+            raise ValueError(
+                f"the subject is {len(value)} characters; at most {MAX_SUBJECT_LENGTH}"
+            )
+        if "\n" in value or "\r" in value:
+            raise ValueError("the subject must be one line")
+        return value
+
+    @property
+    def overrides_window(self) -> bool:
+        """Whether the step sets its own window (`send_window: null` means any time)."""
+        return "send_window" in self.model_fields_set
+
+
+class Sequence(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    from_: Address = Field(alias="from")
+    reply_to: Address | None = None
+    timezone: str = "UTC"
+    send_window: SendWindow | None = None
+    layout: str = Field(min_length=1)
+    double_opt_in: bool = False
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    def step(self, step_id: str) -> Step | None:
+        """The step with `step_id`, or None when the file no longer has it."""
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    def window_for(self, step: Step) -> SendWindow | None:
+        """The window that applies to `step`: its own when it sets one, else the sequence's."""
+        return step.send_window if step.overrides_window else self.send_window

@@ -1,0 +1,153 @@
+"""Parse one sequence file, reporting each problem with file, line and field."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from drip.errors import Problem, SequenceError
+from drip.sequences.definition import Sequence
+
+#: Sequence files are the YAML files at the top of the sequences folder.
+SEQUENCE_SUFFIXES = (".yaml", ".yml")
+
+#: Templates live here, below the sequences folder.
+TEMPLATES_SUBDIR = "templates"
+
+
+def sequence_files(paths: Iterable[Path]) -> list[Path]:
+    """The sequence files named by `paths`: files as given, folders for their top-level YAML."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix in SEQUENCE_SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """A sequence file that matches the format, with the YAML nodes to locate later problems."""
+
+    sequence: Sequence
+    path: Path
+    root: yaml.Node
+
+    def line_of(self, *loc: int | str) -> int | None:
+        """The line of the field at `loc`, e.g. `line_of("steps", 2, "template")`."""
+        return _line_of(self.root, loc)
+
+
+def parse_sequence_file(path: Path) -> ParsedFile:
+    """Parse one YAML file into a Sequence; raise SequenceError with file, line and field."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SequenceError([Problem(name, None, "file", f"cannot be read: {exc}")]) from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SequenceError([Problem(name, line, "yaml", str(exc.problem or exc))]) from exc
+    except yaml.YAMLError as exc:
+        raise SequenceError([Problem(name, None, "yaml", str(exc))]) from exc
+    if not isinstance(data, dict) or root is None:
+        raise SequenceError(
+            [Problem(name, 1, "file", "a sequence file is a mapping with id, name, steps, ...")]
+        )
+
+    problems = _duplicate_step_ids(name, data, root)
+    try:
+        sequence = Sequence.model_validate(data)
+    except ValidationError as exc:
+        problems += [
+            Problem(name, _line_of(root, err["loc"]), _field_name(err["loc"]), _message(err))
+            for err in exc.errors()
+        ]
+        raise SequenceError(problems) from exc
+    if problems:
+        raise SequenceError(problems)
+    return ParsedFile(sequence, path, root)
+
+
+def content_version(path: Path, template_paths: Iterable[Path]) -> str:
+    """A short hash of the file and every template it uses: changes whenever an email could."""
+    digest = hashlib.sha256(path.read_bytes())
+    for template in sorted(set(template_paths)):
+        digest.update(template.name.encode())
+        if template.exists():
+            digest.update(template.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _duplicate_step_ids(name: str, data: dict[str, Any], root: yaml.Node | None) -> list[Problem]:
+    steps = data.get("steps")
+    if not isinstance(steps, list):
+        return []
+    problems, seen = [], set()
+    for index, step in enumerate(steps):
+        step_id = step.get("id") if isinstance(step, dict) else None
+        if step_id is None:
+            continue
+        if step_id in seen:
+            loc = ("steps", index, "id")
+            problems.append(
+                Problem(
+                    name,
+                    _line_of(root, loc),
+                    _field_name(loc),
+                    f"step id {step_id!r} is used twice",
+                )
+            )
+        seen.add(step_id)
+    return problems
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + ("from" if part == "from_" else str(part))
+    return out or "file"
+
+
+def _message(error: Any) -> str:
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "is not a field of a sequence file (check the spelling)"
+    return message
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            key = "from" if part == "from_" else part
+            match = next(((k, v) for k, v in node.value if k.value == key), None)
+            if match is None:
+                return line
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

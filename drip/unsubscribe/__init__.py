@@ -1,0 +1,1 @@
+"""Unsubscribing: per-contact signed tokens and the transaction that stops every email."""

@@ -1,0 +1,70 @@
+"""`unsubscribe_contact`: one transaction after which no email leaves for the contact.
+
+It locks the contact row for update: a send in flight holds that row for share
+(`drip.send.sender`), so the unsubscribe waits for it to finish, and every send that
+starts later sees the new status. Everything still scheduled or queued is cancelled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from drip.models import (
+    Contact,
+    ContactStatus,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+)
+
+
+def stop_contact(
+    session: Session, contact: Contact, *, status: ContactStatus, reason: str, now: datetime
+) -> int:
+    """Set the contact's status and cancel its pending deliveries and active enrollments.
+
+    Returns how many deliveries were cancelled. The caller holds the contact row lock.
+    """
+    if contact.status is ContactStatus.ACTIVE or status is ContactStatus.SUPPRESSED:
+        contact.status = status
+        contact.status_reason = reason
+        contact.status_changed_at = now
+    cancelled: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Delivery)
+        .where(
+            Delivery.contact_id == contact.id,
+            Delivery.status.in_([DeliveryStatus.SCHEDULED, DeliveryStatus.QUEUED]),
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED,
+            lease_until=None,
+            updated_at=now,
+            error=f"contact {status.value}: {reason}",
+        )
+    )
+    session.execute(
+        update(Enrollment)
+        .where(Enrollment.contact_id == contact.id, Enrollment.status == EnrollmentStatus.ACTIVE)
+        .values(status=EnrollmentStatus.CANCELLED, ended_at=now)
+    )
+    return int(cancelled.rowcount or 0)
+
+
+def lock_contact(session: Session, **where: object) -> Contact | None:
+    """The contact matching `where`, locked for update (PostgreSQL) until the transaction ends."""
+    query = select(Contact).filter_by(**where).with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def unsubscribe_contact(session: Session, public_id: str, *, reason: str, now: datetime) -> bool:
+    """Unsubscribe the contact with `public_id`; False when there is no such contact."""
+    contact = lock_contact(session, public_id=public_id)
+    if contact is None:
+        return False
+    stop_contact(session, contact, status=ContactStatus.UNSUBSCRIBED, reason=reason, now=now)
+    return True
