@@ -11,13 +11,11 @@ from typing import Any
 
 from dramatiq.brokers.redis import RedisBroker
 
-from drip.config import STATE_DIR
-
 #: The embedded server and its clients must live as long as the process.
 _embedded: dict[str, Any] = {}
 
 
-def embedded_redis_url(state_dir: Path = STATE_DIR) -> str:
+def embedded_redis_url(state_dir: Path) -> str:
     """Start (or join) the embedded Redis server under `state_dir`; return its socket URL."""
     key = str(state_dir.resolve())
     if key not in _embedded:
@@ -28,9 +26,9 @@ def embedded_redis_url(state_dir: Path = STATE_DIR) -> str:
     return f"unix://{_embedded[key].socket_file}"
 
 
-def build_broker(redis_url: str | None, *, namespace: str = "drip") -> RedisBroker:
-    """A Redis broker for `redis_url` (embedded when None), keys prefixed with `namespace`."""
-    url = redis_url or embedded_redis_url()
+def build_broker(redis_url: str | None, *, namespace: str, state_dir: Path) -> RedisBroker:
+    """A Redis broker for `redis_url` (embedded under `state_dir` when None)."""
+    url = redis_url or embedded_redis_url(state_dir)
     return RedisBroker(  # type: ignore[no-untyped-call]
         url=url,
         namespace=namespace,

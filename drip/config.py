@@ -14,9 +14,6 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
-STATE_DIR = Path(".drip")
-
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
@@ -67,6 +64,8 @@ class Settings(BaseSettings):
     send_min_backoff: float = Field(default=1.0, gt=0)
     send_max_backoff: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=4, gt=0)
+    #: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
+    state_dir: Path = Path(".drip")
 
     @model_validator(mode="after")
     def _check_production(self) -> Self:
@@ -98,9 +97,9 @@ class Settings(BaseSettings):
         """The signing key: the configured one, else one generated once into `.drip/secret`."""
         if self.secret_key:
             return self.secret_key
-        path = STATE_DIR / "secret"
+        path = self.state_dir / "secret"
         if not path.exists():
-            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()

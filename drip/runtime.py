@@ -49,8 +49,7 @@ class Runtime:
 
     def enqueue(self, delivery_ids: Sequence[int]) -> None:
         """Enqueue one send message per delivery id."""
-        for delivery_id in delivery_ids:
-            self.send_actor.send(delivery_id)
+        send_actor.enqueue_sends(self.broker, delivery_ids)
 
     def scheduler(self) -> Scheduler:
         s = self.settings
@@ -84,8 +83,9 @@ def build_runtime(
     signer = TokenSigner(settings.resolved_secret_key())
     links = Links(signer=signer, base_url=settings.base_url)
     transport = transport or build_transport(settings)
-    broker = broker or build_broker(settings.redis_url, namespace=settings.redis_namespace)
-    actor = send_actor.declare_send_actor(broker)
+    broker = broker or build_broker(
+        settings.redis_url, namespace=settings.redis_namespace, state_dir=settings.state_dir
+    )
     sender = DeliverySender(
         sessions=sessions,
         catalog=catalog,
@@ -108,8 +108,7 @@ def build_runtime(
         links=links,
         signer=signer,
         broker=broker,
-        send_actor=actor,
+        send_actor=send_actor.declare_send_actor(broker, sender),
         sender=sender,
     )
-    send_actor.bind(sender, runtime.enqueue)
     return runtime

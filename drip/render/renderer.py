@@ -94,6 +94,8 @@ class Renderer:
             raise RenderError(f"{where}: refused by the sandbox: {exc}") from exc
         except TemplateError as exc:
             raise RenderError(f"{where}: {exc}") from exc
+        except Exception as exc:  # e.g. 1 // 0 in a template: this contact's data, not a bug
+            raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from exc
         return RenderedEmail(subject=subject, html=_INLINER.inline(html), text=text)
 
     def _render_text(

@@ -9,11 +9,11 @@ row's lease runs out and the scheduler enqueues it again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
-from dramatiq import Actor, Broker
+from dramatiq import Actor, Broker, Message
 
 from drip.send.sender import DeliverySender, Outcome
 
@@ -31,33 +31,35 @@ ACTOR_OPTIONS: dict[str, Any] = {
     "time_limit": 120_000,
 }
 
-_sender: DeliverySender | None = None
-_enqueue: Callable[[Sequence[int]], None] | None = None
+
+def enqueue_sends(broker: Broker, delivery_ids: Sequence[int]) -> None:
+    """Enqueue one `drip.send_delivery` message per id (after the claiming transaction commits)."""
+    for delivery_id in delivery_ids:
+        broker.enqueue(
+            Message(
+                queue_name=SEND_QUEUE,
+                actor_name=SEND_ACTOR,
+                args=(delivery_id,),
+                kwargs={},
+                options={},
+            )
+        )
 
 
-def bind(sender: DeliverySender, enqueue: Callable[[Sequence[int]], None]) -> None:
-    """Give this process's actor the sender it runs and the way to enqueue a next step."""
-    global _sender, _enqueue
-    _sender, _enqueue = sender, enqueue
+def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], None]:
+    """Declare `drip.send_delivery` on `broker`, running `sender`."""
 
+    def send_delivery(delivery_id: int) -> None:
+        """Send one delivery; enqueue the next step when it is due at once."""
+        result = sender.send(delivery_id)
+        if result.next_delivery is not None:
+            enqueue_sends(broker, [result.next_delivery])
+        if result.outcome is Outcome.RETRY:
+            delay_ms = int((result.retry_in or 1.0) * 1000)
+            raise dramatiq.Retry(
+                f"delivery {delivery_id}: transient provider failure", delay=delay_ms
+            )
 
-def send_delivery(delivery_id: int) -> None:
-    """Send one delivery; enqueue the next step when it is due at once."""
-    if _sender is None or _enqueue is None:
-        raise RuntimeError("drip.send.actor.bind() was not called in this process")
-    result = _sender.send(delivery_id)
-    if result.next_delivery is not None:
-        _enqueue([result.next_delivery])
-    if result.outcome is Outcome.RETRY:
-        delay_ms = int((result.retry_in or 1.0) * 1000)
-        raise dramatiq.Retry(f"delivery {delivery_id}: transient provider failure", delay=delay_ms)
-
-
-def declare_send_actor(broker: Broker) -> Actor[[int], None]:
-    """The send actor, declared on `broker` (once per broker)."""
-    if SEND_ACTOR in broker.actors:
-        existing: Actor[[int], None] = broker.get_actor(SEND_ACTOR)
-        return existing
     return Actor(
         send_delivery,
         broker=broker,

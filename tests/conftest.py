@@ -1,0 +1,43 @@
+"""Fixtures shared by unit and integration tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SEQUENCES = REPO / "tests" / "data" / "sequences"
+
+T = TypeVar("T")
+
+
+def sendgrid_schema_dir() -> Path:
+    """Where SendGrid's published schema and webhook vectors are: `../shared/sendgrid` by default."""
+    return Path(os.environ.get("DRIP_SENDGRID_SHARED_DIR", REPO.parent / "shared" / "sendgrid"))
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def sequences_dir(tmp_path: Path) -> Path:
+    """A private copy of the test sequences, free to edit."""
+    import shutil
+
+    target = tmp_path / "sequences"
+    shutil.copytree(TEST_SEQUENCES, target)
+    return target
