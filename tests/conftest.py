@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 def sendgrid_schema_dir() -> Path:
-    """Where SendGrid's published schema and webhook vectors are: `../shared/sendgrid` by default."""
+    """Where SendGrid's schema and webhook vectors are: `../shared/sendgrid` by default."""
     return Path(os.environ.get("DRIP_SENDGRID_SHARED_DIR", REPO.parent / "shared" / "sendgrid"))
 
 

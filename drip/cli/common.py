@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -44,6 +45,7 @@ def opened_runtime(settings: Settings) -> Iterator[Runtime]:
 
 def report_sequence_error(exc: SequenceError) -> None:
     """Print each problem on its own line, as compilers do."""
+    # Plain lines, never wrapped: editors and CI annotate from `file:line: field: message`.
     for problem in exc.problems:
-        errors.print(str(problem), markup=False, highlight=False)
+        print(problem, file=sys.stderr)
     errors.print(f"[red]{len(exc.problems)} problem(s) in the sequence files[/red]")

@@ -1,0 +1,14 @@
+# The drip image: one image, every process (api, scheduler, worker, migrate) chosen by its command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+RUN useradd --create-home --uid 10001 drip
+COPY pyproject.toml README.md ./
+COPY drip ./drip
+COPY migrations ./migrations
+RUN pip install .
+COPY sequences ./sequences
+USER drip
+EXPOSE 8000
+CMD ["drip", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,121 @@
+"""Bad sequence files are reported with file, line and field; good ones load."""
+
+from pathlib import Path
+
+import pytest
+
+from drip.errors import SequenceError
+from drip.sequences.catalog import SequenceCatalog
+from tests.conftest import REPO
+
+
+def load(sequences_dir: Path) -> SequenceCatalog:
+    return SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+
+
+def problems_of(sequences_dir: Path) -> list[str]:
+    with pytest.raises(SequenceError) as caught:
+        load(sequences_dir)
+    return [str(p) for p in caught.value.problems]
+
+
+def edit(path: Path, old: str, new: str) -> int:
+    """Replace `old` by `new` in the file; return the 1-based line of the edit."""
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return text[: text.index(old)].count("\n") + 1
+
+
+def test_the_sample_series_and_the_test_sequence_load(sequences_dir: Path) -> None:
+    assert [s.definition.id for s in load(sequences_dir)] == ["quick"]
+    sample = load(REPO / "sequences").get("executive-resume")
+    assert len(sample.definition.steps) == 10
+    assert len(sample.version) == 12
+
+
+def test_a_bad_delay_names_file_line_and_field(sequences_dir: Path) -> None:
+    path = sequences_dir / "quick.yaml"
+    line = edit(path, "delay: 1s", "delay: 2 days")
+    assert problems_of(sequences_dir) == [
+        f"{path}:{line}: steps[1].delay: '2 days' is not a delay:"
+        " use whole numbers with s, m, h, d or w,"
+        " such as '45m' or '1d12h'"
+    ]
+
+
+def test_a_yaml_syntax_error_names_its_line(sequences_dir: Path) -> None:
+    path = sequences_dir / "quick.yaml"
+    line = edit(path, "  - id: second", "  - id: [second")
+    (problem,) = problems_of(sequences_dir)
+    assert problem.startswith(f"{path}:{line}: yaml:") or problem.startswith(
+        f"{path}:{line + 1}: yaml:"
+    )
+
+
+def test_a_misspelt_field_is_refused_where_it_is(sequences_dir: Path) -> None:
+    path = sequences_dir / "quick.yaml"
+    line = edit(path, '    subject: "Second email"', '    subjcet: "Second email"')
+    assert (
+        f"{path}:{line}: steps[1].subjcet: is not a field of a sequence file (check the spelling)"
+        in (problems_of(sequences_dir))
+    )
+
+
+def test_duplicate_step_ids_are_refused(sequences_dir: Path) -> None:
+    path = sequences_dir / "quick.yaml"
+    line = edit(path, "  - id: third", "  - id: second")
+    assert f"{path}:{line}: steps[2].id: step id 'second' is used twice" in problems_of(
+        sequences_dir
+    )
+
+
+def test_a_missing_template_is_refused_at_load_not_at_send_time(sequences_dir: Path) -> None:
+    path = sequences_dir / "quick.yaml"
+    line = edit(path, "template: quick/third.html", "template: quick/thrid.html")
+    (problem,) = problems_of(sequences_dir)
+    assert problem.startswith(
+        f"{path}:{line}: steps[2].template: template 'quick/thrid.html' not found"
+    )
+
+
+def test_a_layout_without_the_unsubscribe_link_is_refused(sequences_dir: Path) -> None:
+    layout = sequences_dir / "templates" / "layouts" / "base.html"
+    edit(layout, '<a href="{{ unsubscribe_url }}">Unsubscribe</a>', "")
+    (problem,) = problems_of(sequences_dir)
+    assert "layout: layout 'layouts/base.html' must show {{ unsubscribe_url }}" in problem
+
+
+def test_an_undefined_variable_is_reported_by_name(sequences_dir: Path) -> None:
+    template = sequences_dir / "templates" / "quick" / "second.html"
+    template.write_text("<p>{{ contact.frist_name }}</p>")
+    (problem,) = problems_of(sequences_dir)
+    assert "steps[1]: does not render" in problem
+    assert "frist_name" in problem
+
+
+def test_a_template_reaching_outside_the_sandbox_is_refused(sequences_dir: Path) -> None:
+    template = sequences_dir / "templates" / "quick" / "third.html"
+    template.write_text("<p>{% if false %}{{ ''.__class__.__mro__ }}{% endif %}</p>")
+    problems = problems_of(sequences_dir)
+    assert (
+        f"{template}:1: template: '__class__' reaches outside the sandbox and is refused"
+        in problems
+    )
+
+
+def test_an_unknown_time_zone_is_refused(sequences_dir: Path) -> None:
+    path = sequences_dir / "quick.yaml"
+    line = edit(path, "timezone: UTC", "timezone: Mars/Olympus")
+    assert problems_of(sequences_dir) == [
+        f"{path}:{line}: timezone: 'Mars/Olympus'"
+        " is not an IANA time zone such as 'America/New_York'"
+    ]
+
+
+def test_every_problem_of_every_file_is_reported_at_once(sequences_dir: Path) -> None:
+    (sequences_dir / "other.yaml").write_text("id: other\nname: Other\n")
+    edit(sequences_dir / "quick.yaml", "delay: 1s", "delay: x")
+    problems = problems_of(sequences_dir)
+    assert any("quick.yaml" in p and "steps[1].delay" in p for p in problems)
+    assert any("other.yaml:1: from: Field required" in p for p in problems)

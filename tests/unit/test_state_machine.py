@@ -1,0 +1,258 @@
+"""The delivery state machine and the scheduler's recovery: stub transport, fixed clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from drip.config import AmbiguousPolicy
+from drip.db import create_db_engine, session_factory, transaction
+from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
+from drip.errors import TransientSendError
+from drip.migrate import upgrade_database
+from drip.models import Contact, ContactStatus, Delivery, DeliveryStatus, ProviderEvent
+from drip.send.message import OutgoingEmail
+from drip.send.sender import DeliverySender, Outcome, SendPolicy
+from drip.send.transports import MemoryTransport
+from drip.sequences.catalog import SequenceCatalog
+from drip.signup.request import SignupRequest
+from drip.signup.service import enroll_contact
+from drip.unsubscribe.links import Links
+from drip.unsubscribe.tokens import TokenSigner
+
+START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class FlakyTransport(MemoryTransport):
+    failures: list[Exception] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def send(self, email: OutgoingEmail) -> str:
+        if self.failures:
+            raise self.failures.pop(0)
+        return super().send(email)
+
+
+@dataclass
+class World:
+    sessions: sessionmaker[Session]
+    catalog: SequenceCatalog
+    transport: FlakyTransport
+    clock: Clock
+    sender: DeliverySender
+    enqueued: list[int]
+
+    def scheduler(self, policy: AmbiguousPolicy = AmbiguousPolicy.RESEND) -> Scheduler:
+        return Scheduler(
+            sessions=self.sessions,
+            catalog=self.catalog,
+            enqueue=self.enqueued.extend,
+            policy=SchedulerPolicy(
+                batch_size=10, queue_lease=60, send_lease=120, ambiguous_policy=policy
+            ),
+            clock=self.clock,
+        )
+
+    def signup(self, email: str) -> int:
+        with transaction(self.sessions) as session:
+            result = enroll_contact(
+                session,
+                SignupRequest(email=email),
+                catalog=self.catalog,
+                default_sequence="quick",
+                now=self.clock(),
+                queue_lease=60,
+            )
+        assert result.delivery_to_enqueue is not None
+        return result.delivery_to_enqueue
+
+    def rows(self) -> list[Delivery]:
+        with self.sessions() as session:
+            return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+@pytest.fixture
+def world(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
+    url = f"sqlite:///{tmp_path / 'unit.db'}"
+    upgrade_database(url)
+    engine = create_db_engine(url)
+    sessions = session_factory(engine)
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    transport, clock = FlakyTransport(), Clock()
+    sender = DeliverySender(
+        sessions=sessions,
+        catalog=catalog,
+        transport=transport,
+        links=Links(signer=TokenSigner("k"), base_url="https://drip.test"),
+        policy=SendPolicy(
+            send_lease=120, max_attempts=3, min_backoff=1, max_backoff=60, queue_lease=60
+        ),
+        clock=clock,
+    )
+    yield World(sessions, catalog, transport, clock, sender, [])
+    engine.dispose()
+
+
+def test_a_sent_step_plans_the_next_from_its_send_time(world: World) -> None:
+    first = world.signup("a@example.com")
+    world.clock.advance(minutes=5)  # the worker was slow: the delay counts from the actual send
+    result = world.sender.send(first)
+    assert result.outcome is Outcome.SENT
+    rows = world.rows()
+    assert [(r.step_id, r.status) for r in rows] == [
+        ("welcome", DeliveryStatus.SENT),
+        ("second", DeliveryStatus.SCHEDULED),
+    ]
+    assert rows[1].due_at == START + timedelta(minutes=5, seconds=1)
+
+
+def test_a_second_message_for_the_same_delivery_does_nothing(world: World) -> None:
+    first = world.signup("a@example.com")
+    assert world.sender.send(first).outcome is Outcome.SENT
+    assert world.sender.send(first).outcome is Outcome.NOT_MINE
+    assert len(world.transport.sent) == 1
+
+
+def test_an_unsubscribed_contact_is_not_sent_a_queued_email(world: World) -> None:
+    first = world.signup("a@example.com")
+    with transaction(world.sessions) as session:
+        session.execute(update(Contact).values(status=ContactStatus.UNSUBSCRIBED))
+    assert world.sender.send(first).outcome is Outcome.CANCELLED
+    assert world.transport.sent == []
+    assert world.rows()[0].error == "contact unsubscribed"
+
+
+def test_transient_failures_retry_then_fail_with_the_reason(world: World) -> None:
+    first = world.signup("a@example.com")
+    world.transport.failures = [TransientSendError("503 from provider")] * 3
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(world.sender.send(first).outcome)
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.FAILED]
+    (row,) = world.rows()
+    assert row.status is DeliveryStatus.FAILED
+    assert row.error == "gave up after 3 attempts: 503 from provider"
+
+
+def test_a_rate_limit_hint_sets_the_retry_delay(world: World) -> None:
+    first = world.signup("a@example.com")
+    world.transport.failures = [TransientSendError("429", retry_after=7.5)]
+    result = world.sender.send(first)
+    assert (result.outcome, result.retry_in) == (Outcome.RETRY, 7.5)
+    assert world.rows()[0].status is DeliveryStatus.QUEUED
+
+
+def test_a_removed_step_is_cancelled_and_the_next_one_planned(
+    world: World, sequences_dir: Path
+) -> None:
+    first = world.signup("a@example.com")
+    world.sender.send(first)
+    # The marketer removes step "second" while it is scheduled
+    path = sequences_dir / "quick.yaml"
+    text = path.read_text()
+    start = text.index("  - id: second")
+    path.write_text(text[:start] + text[text.index("  - id: third") :])
+    world.sender.catalog = SequenceCatalog.load(sequences_dir, postal_address="x")
+    world.clock.advance(seconds=2)
+    world.scheduler().tick()
+    second = world.rows()[1].id
+    result = world.sender.send(second)
+    assert result.outcome is Outcome.CANCELLED
+    assert [(r.step_id, r.status) for r in world.rows()] == [
+        ("welcome", DeliveryStatus.SENT),
+        ("second", DeliveryStatus.CANCELLED),
+        ("third", DeliveryStatus.QUEUED),
+    ]
+
+
+def test_the_scheduler_claims_only_due_rows_and_enqueues_them(world: World) -> None:
+    first = world.signup("a@example.com")
+    world.sender.send(first)
+    scheduler = world.scheduler()
+    assert scheduler.tick().claimed == 0  # "second" is due in one second
+    world.clock.advance(seconds=1)
+    assert scheduler.tick().claimed == 1
+    assert world.enqueued == [world.rows()[1].id]
+
+
+def test_a_queued_row_whose_message_was_lost_is_enqueued_again_after_its_lease(
+    world: World,
+) -> None:
+    first = world.signup("a@example.com")  # queued, but its message never reached Redis
+    scheduler = world.scheduler()
+    assert scheduler.tick().renewed == 0
+    world.clock.advance(seconds=61)
+    assert scheduler.tick().renewed == 1
+    assert world.enqueued == [first]
+
+
+def test_a_crash_mid_send_is_settled_from_the_processed_event(world: World) -> None:
+    # Given a worker that died after the provider accepted the message
+    first = world.signup("a@example.com")
+    with transaction(world.sessions) as session:
+        session.execute(
+            update(Delivery).values(
+                status=DeliveryStatus.SENDING, lease_until=START + timedelta(seconds=120)
+            )
+        )
+        session.add(
+            ProviderEvent(
+                sg_event_id="ev1",
+                event="processed",
+                delivery_id=first,
+                payload={},
+                occurred_at=START + timedelta(seconds=1),
+            )
+        )
+    # When its lease runs out
+    world.clock.advance(seconds=121)
+    report = world.scheduler().tick()
+    # Then it counts as sent, is not resent, and the next step is planned
+    assert (report.resolved_sent, report.resent) == (1, 0)
+    rows = world.rows()
+    assert (rows[0].status, rows[0].sent_at) == (DeliveryStatus.SENT, START + timedelta(seconds=1))
+    assert rows[1].step_id == "second"
+    assert world.transport.sent == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "enqueued"),
+    [
+        (AmbiguousPolicy.RESEND, DeliveryStatus.QUEUED, True),
+        (AmbiguousPolicy.REVIEW, DeliveryStatus.FAILED, False),
+    ],
+)
+def test_a_crash_mid_send_without_an_event_follows_the_policy(
+    world: World, policy: AmbiguousPolicy, status: DeliveryStatus, enqueued: bool
+) -> None:
+    first = world.signup("a@example.com")
+    with transaction(world.sessions) as session:
+        session.execute(
+            update(Delivery).values(
+                status=DeliveryStatus.SENDING, lease_until=START + timedelta(seconds=120)
+            )
+        )
+    world.clock.advance(seconds=121)
+    world.scheduler(policy).tick()
+    assert world.rows()[0].status is status
+    assert (first in world.enqueued) is enqueued
