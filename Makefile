@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format validate install dev clean
+.PHONY: run test lint format validate install dev clean template
 
 run: $(VENV)/.installed ## Set up and run the whole service on the embedded defaults
 	$(BIN)/drip db upgrade
@@ -41,3 +41,6 @@ $(VENV)/.installed-dev: pyproject.toml
 
 clean:
 	rm -rf $(VENV) .drip drip.db drip.db-* outbox .pytest_cache .mypy_cache .ruff_cache
+
+template: $(VENV)/.installed-dev ## Rebuild the executive resume template that email 1 delivers
+	$(BIN)/python -m drip.downloads.resume_template sequences/files/executive-resume-template.docx

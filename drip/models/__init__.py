@@ -5,15 +5,19 @@ from drip.models.contact import Contact, ContactStatus
 from drip.models.delivery import PENDING, Delivery, DeliveryStatus
 from drip.models.enrollment import Enrollment, EnrollmentStatus
 from drip.models.event import ProviderEvent
+from drip.models.operations import AuditEntry, Download, SequenceState
 
 __all__ = [
     "PENDING",
+    "AuditEntry",
     "Base",
     "Contact",
     "ContactStatus",
     "Delivery",
     "DeliveryStatus",
+    "Download",
     "Enrollment",
     "EnrollmentStatus",
     "ProviderEvent",
+    "SequenceState",
 ]

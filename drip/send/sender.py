@@ -188,7 +188,7 @@ class DeliverySender:
                 attributes=dict(contact.attributes or {}),
             ),
             unsubscribe_url=unsubscribe_url,
-            links=self.links.for_contact(contact.public_id, sequence.id),
+            links=self.links.for_contact(contact.public_id, sequence),
         )
         return build_email(
             rendered,

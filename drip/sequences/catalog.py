@@ -164,6 +164,15 @@ def check_templates(parsed: ParsedFile, renderer: Renderer) -> list[Problem]:
                     f"layout {template!r} must show {{{{ unsubscribe_url }}}}",
                 )
             )
+    if sequence.download is not None and not (root.parent / sequence.download.file).is_file():
+        problems.append(
+            Problem(
+                name,
+                parsed.line_of("download", "file"),
+                "download.file",
+                f"file {sequence.download.file!r} not found under {root.parent}",
+            )
+        )
     if problems:
         return problems
     for i, step in enumerate(sequence.steps):
@@ -174,7 +183,7 @@ def check_templates(parsed: ParsedFile, renderer: Renderer) -> list[Problem]:
                     step,
                     contact,
                     unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
-                    links=sample_links(sequence.id),
+                    links=sample_links(sequence),
                 )
             except RenderError as exc:
                 who = "with" if contact.first_name else "without"
@@ -190,9 +199,11 @@ def check_templates(parsed: ParsedFile, renderer: Renderer) -> list[Problem]:
     return problems
 
 
-def sample_links(sequence_id: str) -> dict[str, str]:
+def sample_links(sequence: Sequence) -> dict[str, str]:
     """Stand-ins for the per-contact links templates may use."""
-    return {"download": f"https://example.com/download/{sequence_id}/sample-token"}
+    if sequence.download is None:
+        return {}
+    return {"download": f"https://example.com/download/{sequence.id}/sample-token"}
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -93,6 +93,17 @@ class SendWindow(Strict):
         return self
 
 
+class Download(Strict):
+    """A file the sequence offers through a signed per-contact link (`links.download`)."""
+
+    file: str = Field(min_length=1)
+    filename: str | None = None
+
+    @property
+    def download_name(self) -> str:
+        return self.filename or self.file.rsplit("/", 1)[-1]
+
+
 class Step(Strict):
     id: str = Field(pattern=ID_PATTERN)
     delay: Delay
@@ -130,6 +141,7 @@ class Sequence(Strict):
     send_window: SendWindow | None = None
     layout: str = Field(min_length=1)
     double_opt_in: bool = False
+    download: Download | None = None
     steps: tuple[Step, ...] = Field(min_length=1)
 
     @field_validator("timezone")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drip.sequences.definition import Sequence
 from drip.unsubscribe.tokens import Purpose, TokenSigner
 
 
@@ -17,7 +18,9 @@ class Links:
         """The one-click unsubscribe URL of a contact."""
         return f"{self.base_url.rstrip('/')}/unsubscribe/{self.signer.sign(public_id)}"
 
-    def for_contact(self, public_id: str, sequence_id: str) -> dict[str, str]:
-        """The `links` templates see for a contact."""
+    def for_contact(self, public_id: str, sequence: Sequence) -> dict[str, str]:
+        """The `links` templates see for a contact: `download` when the sequence offers a file."""
+        if sequence.download is None:
+            return {}
         token = self.signer.sign(public_id, Purpose.DOWNLOAD)
-        return {"download": f"{self.base_url.rstrip('/')}/download/{sequence_id}/{token}"}
+        return {"download": f"{self.base_url.rstrip('/')}/download/{sequence.id}/{token}"}

@@ -1,0 +1,1 @@
+"""Downloads: the file a sequence offers (the resume template), behind a signed per-contact link."""
