@@ -1,16 +1,73 @@
-"""`drip sequences validate`: check sequence files as the service would at start."""
+"""`drip sequences ...`: what a marketer runs before a change ships."""
 
 from __future__ import annotations
 
+import json
+import webbrowser
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import typer
+from rich.table import Table
 
-from drip.cli.common import console, load_settings, report_sequence_error
-from drip.errors import SequenceError
-from drip.sequences.catalog import SequenceCatalog
+from drip.audit import current_operator
+from drip.cli.common import console, errors, load_settings, opened_runtime, report_sequence_error
+from drip.db import create_db_engine, session_factory, transaction, utcnow
+from drip.errors import DripError, RenderError, SendError, SequenceError, UnknownSequence
+from drip.render.preview import screenshot, write_preview
+from drip.render.renderer import TemplateContact
+from drip.runtime import build_transport
+from drip.schedule.impact import plan_changes
+from drip.schedule.pauses import pause_sequence, resume_sequence
+from drip.schedule.simulation import simulate as simulate_sends
+from drip.send.message import build_email
+from drip.sequences.catalog import (
+    SAMPLE_UNSUBSCRIBE_URL,
+    LoadedSequence,
+    SequenceCatalog,
+    sample_links,
+)
+from drip.sequences.definition import Step, check_timezone
+from drip.unsubscribe.links import Links
+from drip.unsubscribe.tokens import TokenSigner
 
-app = typer.Typer(help="Sequence files: validate them before they ship.", no_args_is_help=True)
+app = typer.Typer(
+    help="Sequence files: validate, preview, simulate and plan before they ship.",
+    no_args_is_help=True,
+)
+
+#: The contact previews and test sends are rendered for unless --contact says otherwise.
+SAMPLE_CONTACT: dict[str, Any] = {
+    "email": "alex@example.com",
+    "first_name": "Alex",
+    "timezone": None,
+    "attributes": {},
+}
+
+
+def _catalog(files: list[Path] | None = None, *, require_https: bool = False) -> SequenceCatalog:
+    settings = load_settings()
+    try:
+        return SequenceCatalog.load(
+            settings.sequences_dir,
+            postal_address=settings.resolved_postal_address(),
+            files=files or None,
+            require_https=require_https,
+        )
+    except SequenceError as exc:
+        report_sequence_error(exc)
+        raise typer.Exit(1) from exc
+
+
+def _sequence(catalog: SequenceCatalog, sequence_id: str) -> LoadedSequence:
+    try:
+        return catalog.get(sequence_id)
+    except UnknownSequence as exc:
+        errors.print(f"{exc}; known: {', '.join(s.definition.id for s in catalog) or 'none'}")
+        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -18,20 +75,295 @@ def validate(
     paths: list[Path] = typer.Argument(
         None, help="Files or folders (default: DRIP_SEQUENCES_DIR)."
     ),
+    production: bool = typer.Option(
+        False,
+        "--production",
+        help="Also require every link to be https (implied by DRIP_ENV=production).",
+    ),
 ) -> None:
     """Check every file and template; exit 1 with `file:line: field: message` lines."""
-    settings = load_settings()
-    try:
-        catalog = SequenceCatalog.load(
-            settings.sequences_dir,
-            postal_address=settings.resolved_postal_address(),
-            files=paths or None,
-        )
-    except SequenceError as exc:
-        report_sequence_error(exc)
-        raise typer.Exit(1) from exc
+    catalog = _catalog(paths, require_https=production or load_settings().is_production)
     for loaded in catalog:
         console.print(
             f"ok  {loaded.path}  {loaded.definition.id}  "
-            f"{len(loaded.definition.steps)} steps  version {loaded.version}"
+            f"{len(loaded.definition.steps)} steps  version {loaded.version}",
+            highlight=False,
         )
+
+
+@app.command()
+def preview(
+    sequence_id: str = typer.Argument(..., metavar="ID"),
+    step: str | None = typer.Argument(None, help="One step id (default: every step)."),
+    contact: str | None = typer.Option(
+        None, help='Contact as JSON, e.g. \'{"first_name": "Ann"}\'.'
+    ),
+    out: Path = typer.Option(Path("preview"), help="Folder to write into."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the first email in a browser."),
+    png: bool = typer.Option(False, "--png", help="Also write a screenshot by headless Chromium."),
+) -> None:
+    """Write each email's HTML and text as a subscriber gets them."""
+    settings = load_settings()
+    loaded = _sequence(_catalog(), sequence_id)
+    catalog_renderer = _catalog().renderer
+    person = _contact(contact)
+    links = Links(signer=TokenSigner("preview"), base_url=settings.base_url)
+    steps = [s for s in loaded.definition.steps if step in (None, s.id)]
+    if not steps:
+        errors.print(f"sequence {sequence_id!r} has no step {step!r}")
+        raise typer.Exit(2)
+    written: list[Path] = []
+    for step_def in steps:
+        number = loaded.definition.steps.index(step_def) + 1
+        try:
+            email = catalog_renderer.render(
+                loaded.definition,
+                step_def,
+                person,
+                unsubscribe_url=links.unsubscribe_url("preview"),
+                links=links.for_contact("preview", loaded.definition),
+            )
+        except RenderError as exc:
+            errors.print(str(exc), markup=False)
+            raise typer.Exit(1) from exc
+        html, text = write_preview(email, out / sequence_id, f"{number:02d}-{step_def.id}")
+        written.append(html)
+        console.print(f"{html}  {text}", highlight=False)
+        if png:
+            try:
+                console.print(str(screenshot(html, html.with_suffix(".png"))), highlight=False)
+            except DripError as exc:
+                errors.print(str(exc), markup=False)
+                raise typer.Exit(1) from exc
+    if open_browser:
+        webbrowser.open(written[0].resolve().as_uri())
+
+
+def _contact(raw: str | None) -> TemplateContact:
+    data: dict[str, Any] = dict(SAMPLE_CONTACT)
+    if raw:
+        try:
+            given = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            errors.print(f"--contact is not JSON: {exc}")
+            raise typer.Exit(2) from exc
+        if not isinstance(given, dict):
+            errors.print("--contact must be a JSON object")
+            raise typer.Exit(2)
+        data.update(given)
+    return TemplateContact(
+        email=str(data["email"]),
+        first_name=data.get("first_name"),
+        timezone=data.get("timezone"),
+        attributes=dict(data.get("attributes") or {}),
+    )
+
+
+@app.command()
+def simulate(
+    sequence_id: str = typer.Argument(..., metavar="ID"),
+    signup_at: datetime | None = typer.Option(
+        None, help="ISO time of the signup (default: now, UTC)."
+    ),
+    timezone: str | None = typer.Option(
+        None, help="Subscriber's IANA zone (default: the sequence's)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Every step's send time in UTC and the subscriber's local time, windows and DST applied."""
+    loaded = _sequence(_catalog(), sequence_id)
+    try:
+        zone = ZoneInfo(check_timezone(timezone or loaded.definition.timezone))
+    except ValueError as exc:
+        errors.print(str(exc))
+        raise typer.Exit(2) from exc
+    start = signup_at or utcnow()
+    start = start if start.tzinfo else start.replace(tzinfo=zone)
+    sends = simulate_sends(
+        loaded.definition, signup_at=start, zone=zone, subject=_sample_subject(_catalog(), loaded)
+    )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "sequence": sequence_id,
+                    "timezone": str(zone),
+                    "signup_at": start.isoformat(),
+                    "sends": [s.as_dict() for s in sends],
+                },
+                indent=2,
+            )
+        )
+        return
+    table = Table(
+        title=f"{sequence_id}: signup {start.astimezone(zone):%a %Y-%m-%d %H:%M %Z} ({zone})"
+    )
+    for column in ("#", "step", "delay", "window", "UTC", "local", "subject"):
+        table.add_column(column)
+    for s in sends:
+        table.add_row(
+            str(s.number),
+            s.step_id,
+            s.delay,
+            s.window,
+            f"{s.due_utc:%Y-%m-%d %H:%M}",
+            f"{s.due_local:%a %Y-%m-%d %H:%M %Z}",
+            s.subject,
+        )
+    console.print(table)
+
+
+def _sample_subject(catalog: SequenceCatalog, loaded: LoadedSequence) -> Callable[[Step], str]:
+    """The subject each step renders to for the sample contact."""
+    person = _contact(None)
+
+    def subject(step: Step) -> str:
+        try:
+            return catalog.renderer.render(
+                loaded.definition,
+                step,
+                person,
+                unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
+                links=sample_links(loaded.definition),
+            ).subject
+        except RenderError:
+            return step.subject
+
+    return subject
+
+
+@app.command()
+def plan(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """What the files as they are now do to everyone in flight, per sequence."""
+    settings = load_settings()
+    catalog = _catalog()
+    engine = create_db_engine(settings.database_url, pool_size=1)
+    try:
+        with session_factory(engine)() as session:
+            impacts = plan_changes(session, catalog, now=utcnow())
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps([i.as_dict() for i in impacts], indent=2))
+        return
+    for impact in impacts:
+        state = "CHANGED" if impact.changed else "unchanged"
+        console.print(
+            f"[bold]{impact.sequence_id}[/bold] {state}: "
+            f"version {impact.version or '(file removed)'}"
+            f", live {', '.join(sorted(impact.live_versions)) or '-'}; {impact.active} in flight"
+        )
+        if impact.added_steps:
+            console.print(f"  new steps: {', '.join(impact.added_steps)}")
+        if impact.removed_steps:
+            console.print(f"  steps no longer in the file: {', '.join(impact.removed_steps)}")
+        if not impact.groups:
+            continue
+        table = Table(show_edge=False)
+        for column in (
+            "last received",
+            "scheduled now",
+            "next under the files",
+            "people",
+            "when",
+            "effect",
+        ):
+            table.add_column(column)
+        for g in impact.groups:
+            when = (
+                "-"
+                if g.first_due is None
+                else (
+                    f"{g.first_due:%Y-%m-%d %H:%M}"
+                    + (f" .. {g.last_due:%Y-%m-%d %H:%M}" if g.last_due != g.first_due else "")
+                )
+            )
+            table.add_row(
+                g.position, g.pending or "-", g.next_step or "-", str(g.people), when, g.change
+            )
+        console.print(table)
+
+
+@app.command("test-send")
+def send_test(
+    sequence_id: str = typer.Argument(..., metavar="ID"),
+    to: str = typer.Option(..., help="Where to send the test."),
+    step: str | None = typer.Option(None, help="One step id (default: every step)."),
+    first_name: str = typer.Option("Alex", help="First name to render with."),
+) -> None:
+    """Send through the configured transport with a [TEST] subject, touching no subscriber state."""
+    settings = load_settings()
+    loaded = _sequence(_catalog(), sequence_id)
+    renderer = _catalog().renderer
+    links = Links(signer=TokenSigner(settings.resolved_secret_key()), base_url=settings.base_url)
+    try:
+        from drip.signup.request import normalize_email
+
+        address = normalize_email(to)
+    except ValueError as exc:
+        errors.print(f"--to: {exc}")
+        raise typer.Exit(2) from exc
+    transport = build_transport(settings)
+    try:
+        for step_def in (s for s in loaded.definition.steps if step in (None, s.id)):
+            person = TemplateContact(email=address, first_name=first_name)
+            unsubscribe_url = links.unsubscribe_url("test-send")
+            rendered = renderer.render(
+                loaded.definition,
+                step_def,
+                person,
+                unsubscribe_url=unsubscribe_url,
+                links=links.for_contact("test-send", loaded.definition),
+            )
+            rendered = type(rendered)(
+                subject=f"[TEST] {rendered.subject}", html=rendered.html, text=rendered.text
+            )
+            email = build_email(
+                rendered,
+                to_email=address,
+                to_name=first_name,
+                sender=loaded.definition.from_,
+                reply_to=loaded.definition.reply_to,
+                unsubscribe_url=unsubscribe_url,
+                custom_args={"sequence": sequence_id, "step": step_def.id, "test": "true"},
+            )
+            message_id = transport.send(email)
+            console.print(f"sent {step_def.id} to {address}: {message_id}", highlight=False)
+    except (RenderError, SendError) as exc:
+        errors.print(str(exc), markup=False)
+        raise typer.Exit(1) from exc
+    finally:
+        transport.close()
+
+
+@app.command()
+def pause(
+    sequence_id: str = typer.Argument(..., metavar="ID"),
+    reason: str | None = typer.Option(None, help="Why, for the audit trail."),
+    by: str | None = typer.Option(None, help="Operator name (default: $USER)."),
+) -> None:
+    """Stop sending a sequence: nothing of it leaves until it is resumed."""
+    _set_paused(sequence_id, paused=True, reason=reason, by=by)
+
+
+@app.command()
+def resume(
+    sequence_id: str = typer.Argument(..., metavar="ID"),
+    reason: str | None = typer.Option(None, help="Why, for the audit trail."),
+    by: str | None = typer.Option(None, help="Operator name (default: $USER)."),
+) -> None:
+    """Resume a paused sequence: due steps are sent, or skipped past their max_lateness."""
+    _set_paused(sequence_id, paused=False, reason=reason, by=by)
+
+
+def _set_paused(sequence_id: str, *, paused: bool, reason: str | None, by: str | None) -> None:
+    settings = load_settings()
+    with opened_runtime(settings) as runtime:
+        _sequence(runtime.catalog, sequence_id)
+        change = pause_sequence if paused else resume_sequence
+        with transaction(runtime.sessions) as session:
+            changed = change(
+                session, sequence_id, by=current_operator(by), reason=reason, now=utcnow()
+            )
+    word = "paused" if paused else "resumed"
+    console.print(f"{sequence_id} {word}" if changed else f"{sequence_id} was already {word}")

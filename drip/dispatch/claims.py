@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from drip.models import Delivery, DeliveryStatus, ProviderEvent
+from drip.models import Delivery, DeliveryStatus, ProviderEvent, SequenceState
 from drip.schedule.store import lease
 
 
@@ -22,7 +22,11 @@ def claim_due_deliveries(
     """Mark up to `limit` due rows queued (leased) and return their ids, oldest first."""
     due = (
         select(Delivery.id)
-        .where(Delivery.status == DeliveryStatus.SCHEDULED, Delivery.due_at <= now)
+        .where(
+            Delivery.status == DeliveryStatus.SCHEDULED,
+            Delivery.due_at <= now,
+            Delivery.sequence_id.not_in(select(SequenceState.sequence_id)),
+        )
         .order_by(Delivery.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import structlog
@@ -24,13 +24,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.db import is_postgresql, utcnow
 from drip.errors import PermanentSendError, RenderError, TransientSendError, UnknownSequence
-from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
+from drip.models import (
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    SequenceState,
+)
 from drip.render.renderer import TemplateContact
 from drip.schedule.store import lease, plan_following
 from drip.send.backoff import compute_backoff
 from drip.send.message import OutgoingEmail, build_email
 from drip.send.transports.base import Transport
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
+from drip.sequences.delays import format_delay
 from drip.unsubscribe.links import Links
 
 log = structlog.get_logger(__name__)
@@ -38,6 +46,7 @@ log = structlog.get_logger(__name__)
 
 class Outcome(StrEnum):
     SENT = "sent"
+    PAUSED = "paused"
     NOT_MINE = "not_mine"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
@@ -103,6 +112,11 @@ class DeliverySender:
                 self._finish(session, delivery_id, DeliveryStatus.CANCELLED, error=stop)
                 bound.info("send.cancelled", reason=stop)
                 return SendResult(Outcome.CANCELLED)
+            if session.get(SequenceState, delivery.sequence_id) is not None:
+                # Paused after the claim: back to the schedule, sent (or skipped) on resume.
+                self._finish(session, delivery_id, DeliveryStatus.SCHEDULED, error=None)
+                bound.info("send.paused")
+                return SendResult(Outcome.PAUSED)
             loaded = self.catalog.get(delivery.sequence_id)
             step = loaded.definition.step(delivery.step_id)
             if step is None:
@@ -115,6 +129,18 @@ class DeliverySender:
                 nxt = self._plan_next(session, enrollment, contact, loaded, None)
                 bound.info("send.step_removed")
                 return SendResult(Outcome.CANCELLED, next_delivery=nxt)
+            now = self.clock()
+            if step.max_lateness is not None and now - delivery.due_at > step.max_lateness:
+                late = format_delay(timedelta(seconds=int((now - delivery.due_at).total_seconds())))
+                self._finish(
+                    session,
+                    delivery_id,
+                    DeliveryStatus.SKIPPED,
+                    error=f"{late} late, more than max_lateness {format_delay(step.max_lateness)}",
+                )
+                nxt = self._plan_next(session, enrollment, contact, loaded, now, also_received=None)
+                bound.info("send.skipped_late", late=late)
+                return SendResult(Outcome.SKIPPED, next_delivery=nxt)
             try:
                 email = self._compose(delivery, contact, loaded)
             except RenderError as exc:

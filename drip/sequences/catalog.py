@@ -8,6 +8,7 @@ name. So a bad edit is refused when the service starts or in CI, never at send t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,12 @@ class SequenceCatalog:
 
     @classmethod
     def load(
-        cls, sequences_dir: Path, *, postal_address: str, files: Iterable[Path] | None = None
+        cls,
+        sequences_dir: Path,
+        *,
+        postal_address: str,
+        files: Iterable[Path] | None = None,
+        require_https: bool = False,
     ) -> SequenceCatalog:
         """Load and check `files` (default: every sequence file in `sequences_dir`)."""
         renderer = Renderer(sequences_dir / TEMPLATES_SUBDIR, postal_address=postal_address)
@@ -71,7 +77,7 @@ class SequenceCatalog:
             except SequenceError as exc:
                 problems.extend(exc.problems)
                 continue
-            found = check_templates(parsed, renderer)
+            found = check_templates(parsed, renderer, require_https=require_https)
             sequence = parsed.sequence
             if sequence.id in loaded:
                 found.append(
@@ -112,7 +118,9 @@ class SequenceCatalog:
         return len(self._sequences)
 
 
-def check_templates(parsed: ParsedFile, renderer: Renderer) -> list[Problem]:
+def check_templates(
+    parsed: ParsedFile, renderer: Renderer, *, require_https: bool = False
+) -> list[Problem]:
     """Every problem with the templates a parsed file names, its layout and its sample renders."""
     sequence, name = parsed.sequence, str(parsed.path)
     env, root = renderer.environment, renderer.templates_dir
@@ -178,7 +186,7 @@ def check_templates(parsed: ParsedFile, renderer: Renderer) -> list[Problem]:
     for i, step in enumerate(sequence.steps):
         for contact in SAMPLE_CONTACTS:
             try:
-                renderer.render(
+                email = renderer.render(
                     sequence,
                     step,
                     contact,
@@ -196,7 +204,30 @@ def check_templates(parsed: ParsedFile, renderer: Renderer) -> list[Problem]:
                     )
                 )
                 break
+            if require_https:
+                problems.extend(
+                    Problem(
+                        name,
+                        parsed.line_of("steps", i, "template"),
+                        f"steps[{i}].template",
+                        f"link {link!r} is not absolute https",
+                    )
+                    for link in sorted(set(insecure_links(email.html)))
+                )
     return problems
+
+
+#: href and src values in rendered HTML.
+_LINKS = re.compile(r"""(?:href|src)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+
+
+def insecure_links(html: str) -> list[str]:
+    """Links that a production email must not carry: anything but https:// or mailto:."""
+    return [
+        link
+        for link in _LINKS.findall(html)
+        if not link.startswith(("https://", "mailto:")) and not link.startswith("#")
+    ]
 
 
 def sample_links(sequence: Sequence) -> dict[str, str]:
