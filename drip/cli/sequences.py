@@ -16,7 +16,7 @@ from rich.table import Table
 from drip.audit import current_operator
 from drip.cli.common import console, errors, load_settings, opened_runtime, report_sequence_error
 from drip.db import create_db_engine, session_factory, transaction, utcnow
-from drip.errors import DripError, RenderError, SendError, SequenceError, UnknownSequence
+from drip.errors import DripError, Problem, RenderError, SendError, SequenceError, UnknownSequence
 from drip.render.preview import screenshot, write_preview
 from drip.render.renderer import TemplateContact
 from drip.runtime import build_transport
@@ -81,9 +81,31 @@ def validate(
         help="Also require every link to be https (implied by DRIP_ENV=production).",
     ),
 ) -> None:
-    """Check every file and template; exit 1 with `file:line: field: message` lines."""
-    catalog = _catalog(paths, require_https=production or load_settings().is_production)
-    for loaded in catalog:
+    """Check every file and template; exit 1 with `file:line: field: message` lines.
+
+    A folder is checked with its own `templates/`; a file with the `templates/` beside it.
+    """
+    settings = load_settings()
+    require_https = production or settings.is_production
+    problems: list[Problem] = []
+    checked: list[LoadedSequence] = []
+    for path in paths or [settings.sequences_dir]:
+        folder, files = (path, None) if path.is_dir() else (path.parent, [path])
+        try:
+            checked.extend(
+                SequenceCatalog.load(
+                    folder,
+                    postal_address=settings.resolved_postal_address(),
+                    files=files,
+                    require_https=require_https,
+                )
+            )
+        except SequenceError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        report_sequence_error(SequenceError(problems))
+        raise typer.Exit(1)
+    for loaded in checked:
         console.print(
             f"ok  {loaded.path}  {loaded.definition.id}  "
             f"{len(loaded.definition.steps)} steps  version {loaded.version}",

@@ -19,10 +19,12 @@ def contact_zone(contact: Contact, sequence: Sequence) -> ZoneInfo:
 
 
 def progress(session: Session, enrollment_id: int) -> tuple[set[str], datetime | None]:
-    """Ids of the steps this enrollment has been sent, and when the last one went."""
+    """Ids of the steps this enrollment has passed (sent, or skipped as too late), and when
+    the last email went."""
     rows = session.execute(
         select(Delivery.step_id, Delivery.sent_at).where(
-            Delivery.enrollment_id == enrollment_id, Delivery.status == DeliveryStatus.SENT
+            Delivery.enrollment_id == enrollment_id,
+            Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.SKIPPED]),
         )
     ).all()
     sent_times = [sent_at for _, sent_at in rows if sent_at is not None]

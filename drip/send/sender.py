@@ -138,7 +138,9 @@ class DeliverySender:
                     DeliveryStatus.SKIPPED,
                     error=f"{late} late, more than max_lateness {format_delay(step.max_lateness)}",
                 )
-                nxt = self._plan_next(session, enrollment, contact, loaded, now, also_received=None)
+                nxt = self._plan_next(
+                    session, enrollment, contact, loaded, now, also_received=step.id
+                )
                 bound.info("send.skipped_late", late=late)
                 return SendResult(Outcome.SKIPPED, next_delivery=nxt)
             try:

@@ -6,7 +6,7 @@ import pytest
 
 from drip.errors import RenderError
 from drip.render.renderer import TemplateContact
-from drip.sequences.catalog import SequenceCatalog
+from drip.sequences.catalog import SequenceCatalog, sample_links
 
 UNSUBSCRIBE = "https://drip.test/unsubscribe/t0ken"
 
@@ -19,7 +19,11 @@ def catalog(sequences_dir: Path) -> SequenceCatalog:
 def render(catalog: SequenceCatalog, contact: TemplateContact, step: int = 0):  # type: ignore[no-untyped-def]
     sequence = catalog.get("quick").definition
     return catalog.renderer.render(
-        sequence, sequence.steps[step], contact, unsubscribe_url=UNSUBSCRIBE
+        sequence,
+        sequence.steps[step],
+        contact,
+        unsubscribe_url=UNSUBSCRIBE,
+        links=sample_links(sequence),
     )
 
 
