@@ -22,7 +22,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 
 validate: $(VENV)/.installed ## Check the sequence files as the service would at start
-	$(BIN)/drip sequences validate
+	$(BIN)/drip sequences validate --production
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
