@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     send_min_backoff: float = Field(default=1.0, gt=0)
     send_max_backoff: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=4, gt=0)
+    #: An address that receives unsubscribe requests by mail, added to List-Unsubscribe.
+    unsubscribe_mailto: str | None = None
+    #: Seconds a confirmation request stays open before the signup expires (7 days).
+    confirmation_ttl: float = Field(default=7 * 86400, gt=0)
+    #: Signups allowed per client IP and per address, as `N/second|minute|hour|day`.
+    signup_rate_per_ip: str = "20/minute"
+    signup_rate_per_address: str = "5/hour"
+    #: The largest webhook body accepted, in bytes (SendGrid batches stay far below it).
+    webhook_max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     #: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
     state_dir: Path = Path(".drip")
 

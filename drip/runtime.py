@@ -81,7 +81,9 @@ def build_runtime(
     engine = create_db_engine(settings.database_url, pool_size=max(settings.worker_threads, 5))
     sessions = session_factory(engine)
     signer = TokenSigner(settings.resolved_secret_key())
-    links = Links(signer=signer, base_url=settings.base_url)
+    links = Links(
+        signer=signer, base_url=settings.base_url, unsubscribe_mailto=settings.unsubscribe_mailto
+    )
     transport = transport or build_transport(settings)
     broker = broker or build_broker(
         settings.redis_url, namespace=settings.redis_namespace, state_dir=settings.state_dir

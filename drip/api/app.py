@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from drip.api import downloads, health, signups, unsubscribe
+from drip.api import confirm, downloads, health, signups, unsubscribe
 from drip.errors import UnknownSequence
 from drip.runtime import Runtime
 
@@ -22,6 +22,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(health.router)
     app.include_router(downloads.router)
+    app.include_router(confirm.router)
 
     @app.exception_handler(UnknownSequence)
     async def _unknown_sequence(_: Request, exc: UnknownSequence) -> JSONResponse:

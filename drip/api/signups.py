@@ -13,12 +13,11 @@ import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import update
 
 from drip.api.deps import get_runtime
+from drip.api.enqueue import enqueue_or_release
 from drip.api.pages import page
 from drip.db import transaction, utcnow
-from drip.models import Delivery, DeliveryStatus
 from drip.runtime import Runtime
 from drip.signup.request import SignupRequest
 from drip.signup.service import enroll_contact
@@ -81,7 +80,7 @@ async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime
             queue_lease=runtime.settings.queue_lease,
         )
     if result.delivery_to_enqueue is not None:
-        _enqueue_or_release(runtime, result.delivery_to_enqueue)
+        enqueue_or_release(runtime, result.delivery_to_enqueue)
     if is_form and "text/html" in request.headers.get("accept", ""):
         return page("thanks.html", status_code=202)
     return JSONResponse(ACCEPTED, status_code=202)
@@ -120,17 +119,3 @@ async def _read_fields(request: Request, is_form: bool) -> dict[str, Any] | JSON
         return body
     form = await request.form()
     return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-def _enqueue_or_release(runtime: Runtime, delivery_id: int) -> None:
-    """Send step 1 now; if Redis is down, hand the row back to the scheduler."""
-    try:
-        runtime.enqueue([delivery_id])
-    except Exception as exc:
-        log.warning("signup.enqueue_failed", delivery_id=delivery_id, error=str(exc))
-        with transaction(runtime.sessions) as session:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.QUEUED)
-                .values(status=DeliveryStatus.SCHEDULED, lease_until=None)
-            )

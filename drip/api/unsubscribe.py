@@ -1,43 +1,76 @@
-"""`GET /unsubscribe/{token}` shows a confirm button; `POST` is RFC 8058 one-click.
+"""`GET /unsubscribe/{token}` shows the choices; `POST` unsubscribes (RFC 8058 one-click).
 
 The POST answers 200 with a page (never a redirect, never a cookie) and is idempotent.
-A tampered or unknown token gets the same 400 page, which says nothing about anyone.
+The one-click body `List-Unsubscribe=One-Click` (and any POST without a choice) stops
+everything; the page's form may instead leave one sequence. A tampered or unknown token
+gets the same 400 page, which says nothing about anyone.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from drip.api.deps import get_runtime
 from drip.api.pages import page
+from drip.audit import record_audit
 from drip.db import transaction, utcnow
 from drip.errors import BadToken
 from drip.runtime import Runtime
-from drip.unsubscribe.service import unsubscribe_contact
+from drip.unsubscribe.service import leave_sequence, unsubscribe_contact
 
 router = APIRouter()
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def confirm_page(token: str, runtime: Runtime = Depends(get_runtime)) -> HTMLResponse:
-    """The page with the confirm button."""
+def confirm_page(
+    token: str, sequence: str | None = None, runtime: Runtime = Depends(get_runtime)
+) -> HTMLResponse:
+    """The page with the choice: this sequence, or everything."""
     try:
         runtime.signer.read(token)
     except BadToken:
         return page("bad_link.html", status_code=400)
-    return page("unsubscribe.html")
+    name = (
+        runtime.catalog.get(sequence).definition.name
+        if sequence and sequence in runtime.catalog
+        else None
+    )
+    return page("unsubscribe.html", sequence_id=sequence, sequence_name=name)
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe(token: str, runtime: Runtime = Depends(get_runtime)) -> HTMLResponse:
-    """One-click unsubscribe: every scheduled email is cancelled before this answers."""
+async def unsubscribe(
+    token: str, request: Request, runtime: Runtime = Depends(get_runtime)
+) -> HTMLResponse:
+    """Unsubscribe: everything scheduled stops before this answers."""
     try:
         public_id = runtime.signer.read(token)
     except BadToken:
         return page("bad_link.html", status_code=400)
+    form = await request.form()
+    sequence_id = str(form.get("sequence") or "")
+    one_sequence = form.get("scope") == "sequence" and sequence_id in runtime.catalog
+    now = utcnow()
     with transaction(runtime.sessions) as session:
-        found = unsubscribe_contact(session, public_id, reason="unsubscribe link", now=utcnow())
+        if one_sequence:
+            found = leave_sequence(session, public_id, sequence_id, now=now)
+        else:
+            found = unsubscribe_contact(session, public_id, reason="unsubscribe link", now=now)
+        if found:
+            record_audit(
+                session,
+                action="contact.unsubscribe",
+                operator="subscriber",
+                now=now,
+                reason="unsubscribe link",
+                target=public_id,
+                details={
+                    "scope": "sequence" if one_sequence else "all",
+                    "sequence": sequence_id or None,
+                },
+            )
     if not found:
         return page("bad_link.html", status_code=400)
-    return page("unsubscribed.html")
+    name = runtime.catalog.get(sequence_id).definition.name if one_sequence else None
+    return page("unsubscribed.html", sequence_name=name)

@@ -18,6 +18,12 @@ class ContactStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     SUPPRESSED = "suppressed"
+    FORGOTTEN = "forgotten"
+
+
+#: Suppression reasons after which an address is never mailed again, even if it signs up:
+#: the provider said it bounces, or its owner reported spam.
+HARD_SUPPRESSIONS = ("bounce", "dropped", "spamreport")
 
 
 def new_public_id() -> str:
@@ -53,3 +59,10 @@ class Contact(Base):
     @property
     def is_subscribed(self) -> bool:
         return self.status is ContactStatus.ACTIVE
+
+    @property
+    def is_hard_suppressed(self) -> bool:
+        """Bounced or complained: never mailed again, whatever it signs up for."""
+        return self.status is ContactStatus.SUPPRESSED and (self.status_reason or "").startswith(
+            HARD_SUPPRESSIONS
+        )

@@ -14,7 +14,18 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import utcnow
@@ -61,6 +72,8 @@ class Delivery(Base):
     sequence_id: Mapped[str] = mapped_column(String(100))
     step_id: Mapped[str] = mapped_column(String(100))
     resend_number: Mapped[int] = mapped_column(Integer, default=0)
+    #: Sent again on an operator's or subscriber's request: it never plans a next step.
+    resend: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[DeliveryStatus] = mapped_column(
         Enum(
             DeliveryStatus,

@@ -6,14 +6,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import utcnow
 from drip.models.base import Base, BigId, UTCDateTime
-from drip.models.contact import Contact
 
 
 class EnrollmentStatus(StrEnum):
+    PENDING = "pending"  # waiting for the subscriber to confirm (double opt-in, re-signup)
     ACTIVE = "active"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
@@ -39,5 +39,5 @@ class Enrollment(Base):
     )
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    contact: Mapped[Contact] = relationship(lazy="joined")

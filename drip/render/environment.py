@@ -9,14 +9,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, nodes, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    PrefixLoader,
+    StrictUndefined,
+    nodes,
+    select_autoescape,
+)
 from jinja2.sandbox import SandboxedEnvironment
+
+#: drip's own templates, available to every sequence under the `drip/` prefix.
+BUILTIN = Path(__file__).parent / "builtin"
 
 
 def build_environment(templates_dir: Path) -> SandboxedEnvironment:
     """The sandboxed environment for templates under `templates_dir`."""
     return SandboxedEnvironment(
-        loader=FileSystemLoader(str(templates_dir)),
+        # A sequence's own templates first; drip's built-in ones (e.g. `drip/confirm.html`) after.
+        loader=ChoiceLoader(
+            [
+                FileSystemLoader(str(templates_dir)),
+                PrefixLoader({"drip": FileSystemLoader(str(BUILTIN))}),
+            ]
+        ),
         undefined=StrictUndefined,
         autoescape=select_autoescape(
             enabled_extensions=("html", "htm"), default_for_string=False, default=False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
@@ -58,6 +58,8 @@ def schedule_next(
         contact_id=contact.id,
         sequence_id=sequence.id,
         step_id=step.id,
+        # A step cancelled earlier (the subscriber left, then came back) keeps its old row.
+        resend_number=next_resend_number(session, enrollment.id, step.id),
         due_at=due,
     )
     if queue_now_until is not None and now is not None and due <= now:
@@ -99,6 +101,16 @@ def plan_following(
         now=now,
     )
     return delivery.id if delivery is not None and delivery.lease_until is not None else None
+
+
+def next_resend_number(session: Session, enrollment_id: int, step_id: str) -> int:
+    """The number a new row for a step takes: 0, or one more than its rows so far."""
+    highest = session.scalar(
+        select(func.max(Delivery.resend_number)).where(
+            Delivery.enrollment_id == enrollment_id, Delivery.step_id == step_id
+        )
+    )
+    return 0 if highest is None else highest + 1
 
 
 def lease(now: datetime, seconds: float) -> datetime:

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from drip.db import is_postgresql, utcnow
-from drip.errors import PermanentSendError, RenderError, TransientSendError, UnknownSequence
+from drip.errors import PermanentSendError, RenderError, TransientSendError
 from drip.models import (
     Contact,
     Delivery,
@@ -38,6 +38,7 @@ from drip.send.backoff import compute_backoff
 from drip.send.message import OutgoingEmail, build_email
 from drip.send.transports.base import Transport
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
+from drip.sequences.definition import CONFIRM_STEP, Step
 from drip.sequences.delays import format_delay
 from drip.unsubscribe.links import Links
 
@@ -107,44 +108,12 @@ class DeliverySender:
                 contact_query = contact_query.with_for_update(read=True)
             contact = session.scalars(contact_query).one()
             enrollment = session.get_one(Enrollment, delivery.enrollment_id)
-            stop = self._stop_reason(contact, enrollment)
-            if stop is not None:
-                self._finish(session, delivery_id, DeliveryStatus.CANCELLED, error=stop)
-                bound.info("send.cancelled", reason=stop)
-                return SendResult(Outcome.CANCELLED)
-            if session.get(SequenceState, delivery.sequence_id) is not None:
-                # Paused after the claim: back to the schedule, sent (or skipped) on resume.
-                self._finish(session, delivery_id, DeliveryStatus.SCHEDULED, error=None)
-                bound.info("send.paused")
-                return SendResult(Outcome.PAUSED)
-            loaded = self.catalog.get(delivery.sequence_id)
-            step = loaded.definition.step(delivery.step_id)
-            if step is None:
-                self._finish(
-                    session,
-                    delivery_id,
-                    DeliveryStatus.CANCELLED,
-                    error="the step was removed from the sequence file",
-                )
-                nxt = self._plan_next(session, enrollment, contact, loaded, None)
-                bound.info("send.step_removed")
-                return SendResult(Outcome.CANCELLED, next_delivery=nxt)
-            now = self.clock()
-            if step.max_lateness is not None and now - delivery.due_at > step.max_lateness:
-                late = format_delay(timedelta(seconds=int((now - delivery.due_at).total_seconds())))
-                self._finish(
-                    session,
-                    delivery_id,
-                    DeliveryStatus.SKIPPED,
-                    error=f"{late} late, more than max_lateness {format_delay(step.max_lateness)}",
-                )
-                nxt = self._plan_next(
-                    session, enrollment, contact, loaded, now, also_received=step.id
-                )
-                bound.info("send.skipped_late", late=late)
-                return SendResult(Outcome.SKIPPED, next_delivery=nxt)
+            checked = self._check(session, delivery, contact, enrollment, bound)
+            if isinstance(checked, SendResult):
+                return checked
+            loaded, step = checked
             try:
-                email = self._compose(delivery, contact, loaded)
+                email = self._compose(delivery, contact, loaded, step)
             except RenderError as exc:
                 self._finish(session, delivery_id, DeliveryStatus.FAILED, error=f"render: {exc}")
                 bound.warning("send.render_failed", error=str(exc))
@@ -166,11 +135,66 @@ class DeliverySender:
                 provider_message_id=message_id,
                 sequence_version=loaded.version,
             )
+            bound.info("send.sent", provider_message_id=message_id)
+            if delivery.resend or delivery.step_id == CONFIRM_STEP:
+                return SendResult(Outcome.SENT)  # off the main line: plans nothing
             nxt = self._plan_next(
                 session, enrollment, contact, loaded, sent_at, also_received=delivery.step_id
             )
-            bound.info("send.sent", provider_message_id=message_id)
             return SendResult(Outcome.SENT, next_delivery=nxt)
+
+    def _check(
+        self,
+        session: Session,
+        delivery: Delivery,
+        contact: Contact,
+        enrollment: Enrollment,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> SendResult | tuple[LoadedSequence, Step]:
+        """The send-time checks: what to send, or the result that ends this delivery here."""
+        confirming = delivery.step_id == CONFIRM_STEP
+        stop = self._stop_reason(contact, enrollment, confirming=confirming)
+        if stop is not None:
+            self._finish(session, delivery.id, DeliveryStatus.CANCELLED, error=stop)
+            bound.info("send.cancelled", reason=stop)
+            return SendResult(Outcome.CANCELLED)
+        if not confirming and session.get(SequenceState, delivery.sequence_id) is not None:
+            # Paused after the claim: back to the schedule, sent (or skipped) on resume.
+            self._finish(session, delivery.id, DeliveryStatus.SCHEDULED, error=None)
+            bound.info("send.paused")
+            return SendResult(Outcome.PAUSED)
+        loaded = self.catalog.get(delivery.sequence_id)
+        step = (
+            loaded.definition.confirmation_step()
+            if confirming
+            else loaded.definition.step(delivery.step_id)
+        )
+        if step is None:
+            self._finish(
+                session,
+                delivery.id,
+                DeliveryStatus.CANCELLED,
+                error="the step was removed from the sequence file",
+            )
+            bound.info("send.step_removed")
+            if delivery.resend:
+                return SendResult(Outcome.CANCELLED)
+            nxt = self._plan_next(session, enrollment, contact, loaded, None)
+            return SendResult(Outcome.CANCELLED, next_delivery=nxt)
+        now = self.clock()
+        late = now - delivery.due_at
+        if step.max_lateness is not None and not delivery.resend and late > step.max_lateness:
+            late_text = format_delay(timedelta(seconds=int(late.total_seconds())))
+            self._finish(
+                session,
+                delivery.id,
+                DeliveryStatus.SKIPPED,
+                error=f"{late_text} late, more than max_lateness {format_delay(step.max_lateness)}",
+            )
+            bound.info("send.skipped_late", late=late_text)
+            nxt = self._plan_next(session, enrollment, contact, loaded, now, also_received=step.id)
+            return SendResult(Outcome.SKIPPED, next_delivery=nxt)
+        return loaded, step
 
     def _claim(self, delivery_id: int) -> Delivery | None:
         now = self.clock()
@@ -187,7 +211,19 @@ class DeliverySender:
                 .returning(Delivery)
             ).one_or_none()
 
-    def _stop_reason(self, contact: Contact, enrollment: Enrollment) -> str | None:
+    def _stop_reason(
+        self, contact: Contact, enrollment: Enrollment, *, confirming: bool
+    ) -> str | None:
+        if contact.email is None:
+            return "contact forgotten"
+        if confirming:
+            # A confirmation answers a new signup, so it may reach an unsubscribed address;
+            # never a bounced or complaining one, and only while the request is open.
+            if contact.is_hard_suppressed:
+                return f"contact suppressed: {contact.status_reason}"
+            if enrollment.status is not EnrollmentStatus.PENDING:
+                return "no confirmation is pending any more"
+            return None
         if not contact.is_subscribed:
             return f"contact {contact.status.value}" + (
                 f": {contact.status_reason}" if contact.status_reason else ""
@@ -199,13 +235,10 @@ class DeliverySender:
         return None
 
     def _compose(
-        self, delivery: Delivery, contact: Contact, loaded: LoadedSequence
+        self, delivery: Delivery, contact: Contact, loaded: LoadedSequence, step: Step
     ) -> OutgoingEmail:
         sequence = loaded.definition
-        step = sequence.step(delivery.step_id)
-        if step is None or contact.email is None:
-            raise UnknownSequence(delivery.sequence_id)
-        unsubscribe_url = self.links.unsubscribe_url(contact.public_id)
+        assert contact.email is not None  # _stop_reason refuses forgotten contacts
         rendered = self.catalog.renderer.render(
             sequence,
             step,
@@ -215,8 +248,8 @@ class DeliverySender:
                 timezone=contact.timezone,
                 attributes=dict(contact.attributes or {}),
             ),
-            unsubscribe_url=unsubscribe_url,
-            links=self.links.for_contact(contact.public_id, sequence),
+            unsubscribe_url=self.links.footer_unsubscribe_url(contact.public_id, sequence.id),
+            links=self.links.for_contact(contact.public_id, sequence, step.id),
         )
         return build_email(
             rendered,
@@ -224,7 +257,7 @@ class DeliverySender:
             to_name=contact.first_name,
             sender=sequence.from_,
             reply_to=sequence.reply_to,
-            unsubscribe_url=unsubscribe_url,
+            unsubscribe_url=self.links.unsubscribe_url(contact.public_id),
             unsubscribe_mailto=self.links.unsubscribe_mailto,
             custom_args={"delivery_id": str(delivery.id), "sequence": sequence.id, "step": step.id},
         )

@@ -18,7 +18,7 @@ from jinja2 import TemplateSyntaxError, meta
 from drip.errors import Problem, RenderError, SequenceError, UnknownSequence
 from drip.render.environment import unsafe_attributes
 from drip.render.renderer import Renderer, TemplateContact, text_template_names
-from drip.sequences.definition import Sequence
+from drip.sequences.definition import CONFIRM_STEP, Sequence, Step
 from drip.sequences.loader import (
     TEMPLATES_SUBDIR,
     ParsedFile,
@@ -183,7 +183,12 @@ def check_templates(
         )
     if problems:
         return problems
-    for i, step in enumerate(sequence.steps):
+    confirmation = sequence.confirmation_step()
+    steps: list[tuple[Step, tuple[str | int, ...]]] = [
+        (step, ("steps", i)) for i, step in enumerate(sequence.steps)
+    ]
+    steps.append((confirmation, ("confirmation",)))
+    for step, where in steps:
         for contact in SAMPLE_CONTACTS:
             try:
                 email = renderer.render(
@@ -191,15 +196,15 @@ def check_templates(
                     step,
                     contact,
                     unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
-                    links=sample_links(sequence),
+                    links=sample_links(sequence, step),
                 )
             except RenderError as exc:
                 who = "with" if contact.first_name else "without"
                 problems.append(
                     Problem(
                         name,
-                        parsed.line_of("steps", i),
-                        f"steps[{i}]",
+                        parsed.line_of(*where),
+                        _dotted(where),
                         f"does not render for a contact {who} a first name: {exc}",
                     )
                 )
@@ -208,8 +213,8 @@ def check_templates(
                 problems.extend(
                     Problem(
                         name,
-                        parsed.line_of("steps", i, "template"),
-                        f"steps[{i}].template",
+                        parsed.line_of(*where, "template"),
+                        f"{_dotted(where)}.template",
                         f"link {link!r} is not absolute https",
                     )
                     for link in sorted(set(insecure_links(email.html)))
@@ -230,11 +235,14 @@ def insecure_links(html: str) -> list[str]:
     ]
 
 
-def sample_links(sequence: Sequence) -> dict[str, str]:
+def sample_links(sequence: Sequence, step: Step | None = None) -> dict[str, str]:
     """Stand-ins for the per-contact links templates may use."""
-    if sequence.download is None:
-        return {}
-    return {"download": f"https://example.com/download/{sequence.id}/sample-token"}
+    links = {}
+    if sequence.download is not None:
+        links["download"] = f"https://example.com/download/{sequence.id}/sample-token"
+    if step is not None and step.id == CONFIRM_STEP:
+        links["confirm"] = f"https://example.com/confirm/{sequence.id}/sample-token"
+    return links
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -104,6 +104,18 @@ class Download(Strict):
         return self.filename or self.file.rsplit("/", 1)[-1]
 
 
+#: The step id of confirmation emails; real step ids cannot start with an underscore.
+CONFIRM_STEP = "_confirm"
+
+
+class Confirmation(Strict):
+    """The email asking a subscriber to confirm (double opt-in, or a signup after unsubscribing)."""
+
+    subject: str = "Please confirm: {{ sequence.name }}"
+    template: str = "drip/confirm.html"
+    preheader: str = "One click and it is on its way."
+
+
 class Step(Strict):
     id: str = Field(pattern=ID_PATTERN)
     delay: Delay
@@ -141,6 +153,7 @@ class Sequence(Strict):
     send_window: SendWindow | None = None
     layout: str = Field(min_length=1)
     double_opt_in: bool = False
+    confirmation: Confirmation = Confirmation()
     download: Download | None = None
     steps: tuple[Step, ...] = Field(min_length=1)
 
@@ -152,6 +165,17 @@ class Sequence(Strict):
     def step(self, step_id: str) -> Step | None:
         """The step with `step_id`, or None when the file no longer has it."""
         return next((s for s in self.steps if s.id == step_id), None)
+
+    def confirmation_step(self) -> Step:
+        """The confirmation email as a step, to render through the same layout."""
+        return Step.model_construct(
+            id=CONFIRM_STEP,
+            delay=timedelta(0),
+            subject=self.confirmation.subject,
+            template=self.confirmation.template,
+            preheader=self.confirmation.preheader,
+            max_lateness=None,
+        )
 
     def window_for(self, step: Step) -> SendWindow | None:
         """The window that applies to `step`: its own when it sets one, else the sequence's."""

@@ -3,22 +3,34 @@
 The caller gets nothing back that tells a new address from a known one. A step due at
 once is inserted as queued so the caller can enqueue it right after commit; if that
 enqueue fails (Redis down) the row is handed back to the scheduler, so nothing is lost.
+
+Who gets what:
+- a new address, in a sequence without double opt-in: enrolled, step 1 planned;
+- a new address, in a sequence with `double_opt_in: true`: one confirmation email;
+- an address that unsubscribed, was forgotten, or left this sequence: never re-enrolled
+  silently, only through a confirmation email;
+- an address that bounced or reported spam: nothing, ever;
+- an address already in the sequence: nothing (no second enrollment, no duplicate).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drip.db import upsert_statement
-from drip.models import Contact, Enrollment
+from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
 from drip.models.contact import new_public_id
-from drip.schedule.store import lease, schedule_next
+from drip.schedule.store import lease, next_resend_number, schedule_next
 from drip.sequences.catalog import SequenceCatalog
+from drip.sequences.definition import CONFIRM_STEP
 from drip.signup.request import SignupRequest, email_hash
+
+#: A second signup within this time does not send a second confirmation email.
+CONFIRMATION_COOLDOWN = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,7 @@ class SignupResult:
 
     delivery_to_enqueue: int | None = None
     enrolled: bool = False
+    confirmation_sent: bool = False
 
 
 def enroll_contact(
@@ -38,8 +51,42 @@ def enroll_contact(
     now: datetime,
     queue_lease: float,
 ) -> SignupResult:
-    """Upsert the contact, enroll it once in the sequence and plan its first step."""
+    """Upsert the contact, enroll it once in the sequence and plan its first email."""
     sequence = catalog.get(request.sequence or default_sequence).definition
+    contact = _upsert_contact(session, request, now)
+    if contact.is_hard_suppressed:
+        return SignupResult()
+    inserted_id = session.scalar(
+        upsert_statement(session, Enrollment)
+        .values(contact_id=contact.id, sequence_id=sequence.id, status="active", enrolled_at=now)
+        .on_conflict_do_nothing(index_elements=["contact_id", "sequence_id"])
+        .returning(Enrollment.id)
+    )
+    enrollment = session.scalars(
+        select(Enrollment)
+        .where(Enrollment.contact_id == contact.id, Enrollment.sequence_id == sequence.id)
+        .with_for_update(of=Enrollment)
+    ).one()
+    left_before = inserted_id is None and enrollment.status is EnrollmentStatus.CANCELLED
+    if not (sequence.double_opt_in or not contact.is_subscribed or left_before):
+        if inserted_id is None:
+            return SignupResult()
+        delivery = schedule_next(
+            session,
+            enrollment=enrollment,
+            contact=contact,
+            sequence=sequence,
+            after=now,
+            received=set(),
+            queue_now_until=lease(now, queue_lease),
+            now=now,
+        )
+        queued = delivery.id if delivery is not None and delivery.lease_until is not None else None
+        return SignupResult(delivery_to_enqueue=queued, enrolled=True)
+    return _request_confirmation(session, contact, enrollment, now=now, queue_lease=queue_lease)
+
+
+def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> Contact:
     hashed = email_hash(request.email)
     session.execute(
         upsert_statement(session, Contact)
@@ -58,31 +105,43 @@ def enroll_contact(
         .on_conflict_do_nothing(index_elements=["email_hash"])
     )
     contact = session.scalars(select(Contact).where(Contact.email_hash == hashed)).one()
-    if contact.email is None:  # forgotten earlier: the address returns with this signup
+    if contact.email is None:  # forgotten earlier: the address comes back with this signup
         contact.email = request.email
     # A known contact keeps what it told us before; a signup only fills what is missing.
     contact.first_name = contact.first_name or request.first_name
     contact.timezone = contact.timezone or request.timezone
-    if not contact.is_subscribed:
+    return contact
+
+
+def _request_confirmation(
+    session: Session, contact: Contact, enrollment: Enrollment, *, now: datetime, queue_lease: float
+) -> SignupResult:
+    """Send one confirmation email, unless the contact is already in or was just asked."""
+    if contact.is_subscribed and enrollment.status in (
+        EnrollmentStatus.ACTIVE,
+        EnrollmentStatus.COMPLETED,
+    ):
         return SignupResult()
-    enrollment_id = session.scalar(
-        upsert_statement(session, Enrollment)
-        .values(contact_id=contact.id, sequence_id=sequence.id, status="active", enrolled_at=now)
-        .on_conflict_do_nothing(index_elements=["contact_id", "sequence_id"])
-        .returning(Enrollment.id)
+    recently_asked = (
+        enrollment.status is EnrollmentStatus.PENDING
+        and enrollment.confirm_requested_at is not None
+        and now - enrollment.confirm_requested_at < CONFIRMATION_COOLDOWN
     )
-    if enrollment_id is None:
+    if recently_asked:
         return SignupResult()
-    enrollment = session.get_one(Enrollment, enrollment_id)
-    delivery = schedule_next(
-        session,
-        enrollment=enrollment,
-        contact=contact,
-        sequence=sequence,
-        after=now,
-        received=set(),
-        queue_now_until=lease(now, queue_lease),
-        now=now,
+    enrollment.status = EnrollmentStatus.PENDING
+    enrollment.confirm_requested_at = now
+    enrollment.ended_at = None
+    delivery = Delivery(
+        enrollment_id=enrollment.id,
+        contact_id=contact.id,
+        sequence_id=enrollment.sequence_id,
+        step_id=CONFIRM_STEP,
+        resend_number=next_resend_number(session, enrollment.id, CONFIRM_STEP),
+        status=DeliveryStatus.QUEUED,
+        due_at=now,
+        lease_until=lease(now, queue_lease),
     )
-    queued = delivery.id if delivery is not None and delivery.lease_until is not None else None
-    return SignupResult(delivery_to_enqueue=queued, enrolled=True)
+    session.add(delivery)
+    session.flush()
+    return SignupResult(delivery_to_enqueue=delivery.id, confirmation_sent=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drip.sequences.definition import Sequence
+from drip.sequences.definition import CONFIRM_STEP, Sequence
 from drip.unsubscribe.tokens import Purpose, TokenSigner
 
 
@@ -18,9 +18,21 @@ class Links:
         """The one-click unsubscribe URL of a contact."""
         return f"{self.base_url.rstrip('/')}/unsubscribe/{self.signer.sign(public_id)}"
 
-    def for_contact(self, public_id: str, sequence: Sequence) -> dict[str, str]:
-        """The `links` templates see for a contact: `download` when the sequence offers a file."""
-        if sequence.download is None:
-            return {}
-        token = self.signer.sign(public_id, Purpose.DOWNLOAD)
-        return {"download": f"{self.base_url.rstrip('/')}/download/{sequence.id}/{token}"}
+    def for_contact(
+        self, public_id: str, sequence: Sequence, step_id: str | None = None
+    ) -> dict[str, str]:
+        """The `links` templates see: `download` when the sequence offers a file, and `confirm`
+        in a confirmation email."""
+        base = self.base_url.rstrip("/")
+        links = {}
+        if sequence.download is not None:
+            token = self.signer.sign(public_id, Purpose.DOWNLOAD)
+            links["download"] = f"{base}/download/{sequence.id}/{token}"
+        if step_id == CONFIRM_STEP:
+            token = self.signer.sign(public_id, Purpose.CONFIRM)
+            links["confirm"] = f"{base}/confirm/{sequence.id}/{token}"
+        return links
+
+    def footer_unsubscribe_url(self, public_id: str, sequence_id: str) -> str:
+        """The footer's link: its page offers leaving this sequence or everything."""
+        return f"{self.unsubscribe_url(public_id)}?sequence={sequence_id}"

@@ -49,7 +49,10 @@ def stop_contact(
     )
     session.execute(
         update(Enrollment)
-        .where(Enrollment.contact_id == contact.id, Enrollment.status == EnrollmentStatus.ACTIVE)
+        .where(
+            Enrollment.contact_id == contact.id,
+            Enrollment.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]),
+        )
         .values(status=EnrollmentStatus.CANCELLED, ended_at=now)
     )
     return int(cancelled.rowcount or 0)
@@ -67,4 +70,35 @@ def unsubscribe_contact(session: Session, public_id: str, *, reason: str, now: d
     if contact is None:
         return False
     stop_contact(session, contact, status=ContactStatus.UNSUBSCRIBED, reason=reason, now=now)
+    return True
+
+
+def leave_sequence(session: Session, public_id: str, sequence_id: str, *, now: datetime) -> bool:
+    """Stop one sequence for the contact, who stays subscribed to any other."""
+    contact = lock_contact(session, public_id=public_id)
+    if contact is None:
+        return False
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.contact_id == contact.id,
+            Delivery.sequence_id == sequence_id,
+            Delivery.status.in_([DeliveryStatus.SCHEDULED, DeliveryStatus.QUEUED]),
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED,
+            lease_until=None,
+            updated_at=now,
+            error="left the sequence by the unsubscribe page",
+        )
+    )
+    session.execute(
+        update(Enrollment)
+        .where(
+            Enrollment.contact_id == contact.id,
+            Enrollment.sequence_id == sequence_id,
+            Enrollment.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]),
+        )
+        .values(status=EnrollmentStatus.CANCELLED, ended_at=now)
+    )
     return True

@@ -18,6 +18,7 @@ from drip.errors import BadToken
 class Purpose(StrEnum):
     UNSUBSCRIBE = "drip.unsubscribe"
     DOWNLOAD = "drip.download"
+    CONFIRM = "drip.confirm"
 
 
 class TokenSigner:
