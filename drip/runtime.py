@@ -13,12 +13,17 @@ from drip.broker import build_broker
 from drip.config import Settings, TransportName
 from drip.db import create_db_engine, session_factory
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
+from drip.events.actor import EVENTS_QUEUE, declare_events_actor
+from drip.events.verify import SignatureVerifier
 from drip.send import actor as send_actor
 from drip.send.sender import DeliverySender, SendPolicy
 from drip.send.transports import OutboxTransport, SendGridTransport, Transport
 from drip.sequences.catalog import SequenceCatalog
 from drip.unsubscribe.links import Links
 from drip.unsubscribe.tokens import TokenSigner
+
+#: Every queue a drip worker consumes.
+QUEUES = (send_actor.SEND_QUEUE, EVENTS_QUEUE)
 
 
 def build_transport(settings: Settings) -> Transport:
@@ -46,6 +51,7 @@ class Runtime:
     broker: Broker
     send_actor: Actor[[int], None]
     sender: DeliverySender
+    webhook_verifier: SignatureVerifier | None = None
 
     def enqueue(self, delivery_ids: Sequence[int]) -> None:
         """Enqueue one send message per delivery id."""
@@ -62,6 +68,7 @@ class Runtime:
                 queue_lease=s.queue_lease,
                 send_lease=s.send_lease,
                 ambiguous_policy=s.ambiguous_policy,
+                confirmation_ttl=s.confirmation_ttl,
             ),
         )
 
@@ -112,5 +119,9 @@ def build_runtime(
         broker=broker,
         send_actor=send_actor.declare_send_actor(broker, sender),
         sender=sender,
+        webhook_verifier=SignatureVerifier(settings.sendgrid_webhook_public_key)
+        if settings.sendgrid_webhook_public_key
+        else None,
     )
+    declare_events_actor(broker, sessions)
     return runtime

@@ -14,7 +14,7 @@ from drip.api.app import create_app
 from drip.cli.common import console, load_settings, opened_runtime
 from drip.logs import configure_logging
 from drip.migrate import upgrade_database
-from drip.send.actor import SEND_QUEUE
+from drip.runtime import QUEUES
 
 
 def run(
@@ -28,7 +28,7 @@ def run(
         upgrade_database(settings.database_url)
     with opened_runtime(settings) as runtime:
         worker = dramatiq.Worker(
-            runtime.broker, worker_threads=settings.worker_threads, queues={SEND_QUEUE}
+            runtime.broker, worker_threads=settings.worker_threads, queues=set(QUEUES)
         )
         worker.start()
         stop = threading.Event()
@@ -91,6 +91,6 @@ def worker(
         "--threads",
         str(threads),
         "--queues",
-        SEND_QUEUE,
+        *QUEUES,
     ]
     os.execv(sys.executable, argv)  # noqa: S606 - this process becomes the Dramatiq worker

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import update
@@ -20,9 +20,11 @@ from drip.config import AmbiguousPolicy
 from drip.db import utcnow
 from drip.dispatch.claims import claim_due_deliveries, expired_sending, renew_lost_queued
 from drip.errors import UnknownSequence
+from drip.events.effects import apply_events, unprocessed_events
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
 from drip.schedule.store import lease, plan_following
 from drip.sequences.catalog import SequenceCatalog
+from drip.signup.expiry import expire_unconfirmed
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +41,8 @@ class TickReport:
     resolved_sent: int = 0
     resent: int = 0
     marked_for_review: int = 0
+    events_applied: int = 0
+    confirmations_expired: int = 0
     enqueue_failures: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -49,6 +53,7 @@ class SchedulerPolicy:
     queue_lease: float
     send_lease: float
     ambiguous_policy: AmbiguousPolicy
+    confirmation_ttl: float = 7 * 86400
 
 
 class Scheduler:
@@ -71,6 +76,7 @@ class Scheduler:
         """One pass: recover expired leases, then claim and enqueue every due row."""
         report = TickReport()
         self._recover(report)
+        self._housekeep(report)
         for _ in range(MAX_BATCHES_PER_TICK):
             with self.sessions() as session, session.begin():
                 ids = claim_due_deliveries(
@@ -176,6 +182,19 @@ class Scheduler:
                     )
                     report.marked_for_review += 1
         self._enqueue(to_enqueue, report, release=False)
+
+    def _housekeep(self, report: TickReport) -> None:
+        """Apply provider events whose message was lost; expire unconfirmed signups."""
+        now = self.clock()
+        with self.sessions() as session, session.begin():
+            stale = unprocessed_events(
+                session, older_than=now - timedelta(seconds=30), limit=self.policy.batch_size
+            )
+            report.events_applied = apply_events(session, stale, now=now) if stale else 0
+        with self.sessions() as session, session.begin():
+            report.confirmations_expired = expire_unconfirmed(
+                session, older_than=now - timedelta(seconds=self.policy.confirmation_ttl), now=now
+            )
 
     def _settle_as_sent(
         self, session: Session, delivery_id: int, processed_at: datetime

@@ -40,4 +40,3 @@ class Enrollment(Base):
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-

@@ -127,7 +127,7 @@ class DeliverySender:
                 bound.warning("send.refused", error=str(exc))
                 return SendResult(Outcome.FAILED)
             sent_at = self.clock()
-            self._finish(
+            recorded = self._finish(
                 session,
                 delivery_id,
                 DeliveryStatus.SENT,
@@ -136,6 +136,10 @@ class DeliverySender:
                 sequence_version=loaded.version,
             )
             bound.info("send.sent", provider_message_id=message_id)
+            if not recorded:
+                # The lease ran out mid-call and the scheduler took the row over: it plans.
+                bound.warning("send.lease_lost")
+                return SendResult(Outcome.SENT)
             if delivery.resend or delivery.step_id == CONFIRM_STEP:
                 return SendResult(Outcome.SENT)  # off the main line: plans nothing
             nxt = self._plan_next(
@@ -302,12 +306,14 @@ class DeliverySender:
 
     def _finish(
         self, session: Session, delivery_id: int, status: DeliveryStatus, **values: object
-    ) -> None:
-        session.execute(
+    ) -> bool:
+        """Move the row out of `sending`; False if something else moved it first."""
+        result = session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
             .values(status=status, lease_until=None, updated_at=self.clock(), **values)
         )
+        return bool(getattr(result, "rowcount", 0))
 
     def _plan_next(
         self,

@@ -18,8 +18,7 @@ import redis
 
 from drip.config import Settings
 from drip.migrate import upgrade_database
-from drip.runtime import Runtime, build_runtime
-from drip.send.actor import SEND_QUEUE
+from drip.runtime import QUEUES, Runtime, build_runtime
 from drip.testing.fake_sendgrid import FakeSendGrid
 from tests.conftest import sendgrid_schema_dir
 
@@ -137,13 +136,14 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def worker(runtime: Runtime) -> Iterator[dramatiq.Worker]:
     """A real Dramatiq worker on the test's Redis namespace."""
-    w = dramatiq.Worker(runtime.broker, worker_threads=4, worker_timeout=50, queues={SEND_QUEUE})
+    w = dramatiq.Worker(runtime.broker, worker_threads=4, worker_timeout=50, queues=set(QUEUES))
     w.start()
     yield w
     w.stop(timeout=5_000)
 
 
 def drain(runtime: Runtime, worker: dramatiq.Worker, *, timeout_ms: int = 20_000) -> None:
-    """Wait until the send queue (and its delayed retries) is empty and the worker idle."""
-    runtime.broker.join(SEND_QUEUE, timeout=timeout_ms)
+    """Wait until every queue (and its delayed retries) is empty and the worker idle."""
+    for queue in QUEUES:
+        runtime.broker.join(queue, timeout=timeout_ms)
     worker.join()

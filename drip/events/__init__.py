@@ -1,0 +1,1 @@
+"""Provider events: verified, stored once each, then applied (suppress, record for the funnel)."""

@@ -1,0 +1,67 @@
+"""Store provider events once each, keyed by SendGrid's `sg_event_id`.
+
+Replays (SendGrid retries a batch it thinks failed) insert nothing and so have no
+second effect. An event without an id gets one from a hash of its content. The
+delivery is found through `delivery_id`, which drip sets in `custom_args` and SendGrid
+returns as a top-level field of every event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from drip.db import upsert_statement
+from drip.models import ProviderEvent
+
+
+def event_id(event: dict[str, Any]) -> str:
+    """SendGrid's id for the event, or a stable hash of its content."""
+    given = event.get("sg_event_id")
+    if isinstance(given, str) and given:
+        return given[:200]
+    return "sha256:" + hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
+
+
+def delivery_of(event: dict[str, Any]) -> int | None:
+    """The drip delivery an event is about, from its `delivery_id` custom arg."""
+    value = event.get("delivery_id")
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
+
+
+def occurred_at(event: dict[str, Any]) -> datetime | None:
+    value = event.get("timestamp")
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC) if value is not None else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def store_events(session: Session, events: list[dict[str, Any]], *, now: datetime) -> list[int]:
+    """Insert the events not seen before; return the new rows' ids."""
+    stored: list[int] = []
+    for event in events:
+        new_id = session.scalar(
+            upsert_statement(session, ProviderEvent)
+            .values(
+                sg_event_id=event_id(event),
+                event=str(event.get("event") or "unknown")[:32],
+                delivery_id=delivery_of(event),
+                payload=event,
+                occurred_at=occurred_at(event),
+                received_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["sg_event_id"])
+            .returning(ProviderEvent.id)
+        )
+        if new_id is not None:
+            stored.append(new_id)
+    return stored
