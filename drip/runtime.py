@@ -9,7 +9,7 @@ from dramatiq import Actor, Broker
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from drip.broker import build_broker
+from drip.broker import build_broker, embedded_redis_url
 from drip.config import Settings, TransportName
 from drip.db import create_db_engine, session_factory
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
@@ -19,6 +19,7 @@ from drip.send import actor as send_actor
 from drip.send.sender import DeliverySender, SendPolicy
 from drip.send.transports import OutboxTransport, SendGridTransport, Transport
 from drip.sequences.catalog import SequenceCatalog
+from drip.signup.limits import SignupLimiter
 from drip.unsubscribe.links import Links
 from drip.unsubscribe.tokens import TokenSigner
 
@@ -52,6 +53,7 @@ class Runtime:
     send_actor: Actor[[int], None]
     sender: DeliverySender
     webhook_verifier: SignatureVerifier | None = None
+    signup_limiter: SignupLimiter | None = None
 
     def enqueue(self, delivery_ids: Sequence[int]) -> None:
         """Enqueue one send message per delivery id."""
@@ -124,4 +126,10 @@ def build_runtime(
         else None,
     )
     declare_events_actor(broker, sessions)
+    runtime.signup_limiter = SignupLimiter(
+        settings.redis_url or embedded_redis_url(settings.state_dir),
+        namespace=settings.redis_namespace,
+        per_ip=settings.signup_rate_per_ip,
+        per_address=settings.signup_rate_per_address,
+    )
     return runtime

@@ -19,11 +19,14 @@ from drip.api.enqueue import enqueue_or_release
 from drip.api.pages import page
 from drip.db import transaction, utcnow
 from drip.runtime import Runtime
-from drip.signup.request import SignupRequest
+from drip.signup.request import SignupRequest, email_hash
 from drip.signup.service import enroll_contact
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
+
+#: The signup form's hidden field: people leave it empty, form-filling bots do not.
+HONEYPOT = "website"
 
 #: The one answer every accepted signup gets.
 ACCEPTED = {
@@ -49,14 +52,26 @@ def signup_page() -> HTMLResponse:
     "/signups",
     status_code=202,
     openapi_extra={"requestBody": _SIGNUP_BODY},
-    responses={202: {"description": "Accepted"}, 422: {"description": "A field is invalid"}},
+    responses={
+        202: {"description": "Accepted"},
+        422: {"description": "A field is invalid"},
+        429: {"description": "Too many signups"},
+    },
 )
 async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
     """Accept a signup: validate, upsert the contact, enroll it and plan step 1."""
     is_form = not request.headers.get("content-type", "").startswith("application/json")
+    limiter = runtime.signup_limiter
+    if limiter is not None:
+        verdict = limiter.check_ip(request.client.host if request.client else "unknown")
+        if not verdict.allowed:
+            return _too_many(verdict.retry_after)
     fields = await _read_fields(request, is_form)
     if isinstance(fields, JSONResponse):
         return fields
+    if fields.get(HONEYPOT):
+        log.info("signup.honeypot")  # a bot filled the hidden field: answer as usual, do nothing
+        return _accepted(request, is_form)
     try:
         signup = SignupRequest.model_validate(fields)
     except ValidationError as exc:
@@ -69,6 +84,10 @@ async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime
             for e in exc.errors()
         ]
         return JSONResponse({"detail": detail}, status_code=422)
+    if limiter is not None:
+        verdict = limiter.check_address(email_hash(signup.email))
+        if not verdict.allowed:
+            return _too_many(verdict.retry_after)
     now = utcnow()
     with transaction(runtime.sessions) as session:
         result = enroll_contact(
@@ -81,9 +100,21 @@ async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime
         )
     if result.delivery_to_enqueue is not None:
         enqueue_or_release(runtime, result.delivery_to_enqueue)
+    return _accepted(request, is_form)
+
+
+def _accepted(request: Request, is_form: bool) -> Response:
     if is_form and "text/html" in request.headers.get("accept", ""):
         return page("thanks.html", status_code=202)
     return JSONResponse(ACCEPTED, status_code=202)
+
+
+def _too_many(retry_after: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"too many signups; try again in {retry_after} seconds"},
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 async def _read_fields(request: Request, is_form: bool) -> dict[str, Any] | JSONResponse:

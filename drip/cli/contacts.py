@@ -1,15 +1,28 @@
-"""`drip enroll`: what `POST /signups` does, from the command line."""
+"""`drip enroll` and `drip contacts ...`: one subscriber at a time."""
 
 from __future__ import annotations
+
+import json
 
 import typer
 from pydantic import ValidationError
 
+from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
 from drip.db import transaction, utcnow
 from drip.errors import UnknownSequence
-from drip.signup.request import SignupRequest
+from drip.models import ContactStatus
+from drip.signup.request import SignupRequest, normalize_email
 from drip.signup.service import enroll_contact
+from drip.unsubscribe.privacy import export_contact, find_contact, forget_contact
+from drip.unsubscribe.service import stop_contact
+
+app = typer.Typer(
+    help="One subscriber: timeline, unsubscribe, export, forget.", no_args_is_help=True
+)
+
+REASON = typer.Option(..., "--reason", help="Why, for the audit trail.")
+BY = typer.Option(None, "--by", help="Operator name (default: $USER).")
 
 
 def enroll(
@@ -46,9 +59,89 @@ def enroll(
             try:
                 runtime.enqueue([result.delivery_to_enqueue])
             except Exception:
-                console.print(
-                    "Redis is unreachable: the scheduler will send step 1 when it is back"
-                )
-        console.print(
-            "enrolled" if result.enrolled else "no change: already enrolled or unsubscribed"
+                console.print("Redis is unreachable: the scheduler will send it when it is back")
+        if result.enrolled:
+            console.print("enrolled")
+        elif result.confirmation_sent:
+            console.print("confirmation email sent: the sequence starts when it is confirmed")
+        else:
+            console.print("no change: already enrolled, unsubscribed or suppressed")
+
+
+def _address(email: str) -> str:
+    try:
+        return normalize_email(email)
+    except ValueError as exc:
+        errors.print(f"EMAIL: {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def export(email: str = typer.Argument(..., help="The subscriber's address.")) -> None:
+    """Print everything stored about a contact as JSON."""
+    address = _address(email)
+    with opened_runtime(load_settings()) as runtime, runtime.sessions() as session:
+        contact = find_contact(session, address)
+        if contact is None:
+            errors.print("no contact with that address")
+            raise typer.Exit(1)
+        print(json.dumps(export_contact(session, contact), indent=2, default=str))
+
+
+@app.command()
+def forget(
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    reason: str = REASON,
+    by: str | None = BY,
+) -> None:
+    """Erase a contact's personal data; keep a hashed entry so it is never mailed again."""
+    address = _address(email)
+    now = utcnow()
+    with opened_runtime(load_settings()) as runtime, transaction(runtime.sessions) as session:
+        contact = find_contact(session, address, lock=True)
+        if contact is None:
+            errors.print("no contact with that address")
+            raise typer.Exit(1)
+        forget_contact(session, contact, now=now)
+        record_audit(
+            session,
+            action="contact.forget",
+            operator=current_operator(by),
+            now=now,
+            reason=reason,
+            target=contact.email_hash,
         )
+    console.print("forgotten: only a hashed suppression entry remains")
+
+
+@app.command()
+def unsubscribe(
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    reason: str = REASON,
+    by: str | None = BY,
+) -> None:
+    """Unsubscribe a contact from everything, as the one-click link would."""
+    address = _address(email)
+    now = utcnow()
+    with opened_runtime(load_settings()) as runtime, transaction(runtime.sessions) as session:
+        contact = find_contact(session, address, lock=True)
+        if contact is None:
+            errors.print("no contact with that address")
+            raise typer.Exit(1)
+        cancelled = stop_contact(
+            session,
+            contact,
+            status=ContactStatus.UNSUBSCRIBED,
+            reason=f"by an operator: {reason}",
+            now=now,
+        )
+        record_audit(
+            session,
+            action="contact.unsubscribe",
+            operator=current_operator(by),
+            now=now,
+            reason=reason,
+            target=contact.public_id,
+            details={"cancelled": cancelled},
+        )
+    console.print(f"unsubscribed; {cancelled} scheduled email(s) cancelled")

@@ -62,12 +62,12 @@ def _apply(session: Session, event: ProviderEvent, now: datetime) -> None:
         return  # recorded for the funnel; `processed` also settles a dead worker's send (scheduler)
     contact = _contact_of(session, event)
     if contact is None:
-        log.info("events.no_contact", event=kind, event_id=event.id)
+        log.info("events.no_contact", event_type=kind, event_id=event.id)
         return
     detail = event.payload.get("reason") or event.payload.get("type") or ""
     reason = f"{kind}: {detail}".rstrip(": ")[:500]
     cancelled = stop_contact(session, contact, status=status, reason=reason, now=now)
-    log.info("events.contact_stopped", event=kind, contact_id=contact.id, cancelled=cancelled)
+    log.info("events.contact_stopped", event_type=kind, contact_id=contact.id, cancelled=cancelled)
 
 
 def _contact_of(session: Session, event: ProviderEvent) -> Contact | None:

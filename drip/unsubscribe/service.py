@@ -30,7 +30,9 @@ def stop_contact(
 
     Returns how many deliveries were cancelled. The caller holds the contact row lock.
     """
-    if contact.status is ContactStatus.ACTIVE or status is ContactStatus.SUPPRESSED:
+    # A bounced or complaining address keeps that status whatever happens next.
+    stronger = status in (ContactStatus.SUPPRESSED, ContactStatus.FORGOTTEN)
+    if not contact.is_hard_suppressed and (contact.status is ContactStatus.ACTIVE or stronger):
         contact.status = status
         contact.status_reason = reason
         contact.status_changed_at = now

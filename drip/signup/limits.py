@@ -1,0 +1,60 @@
+"""Signup rate limits per client IP and per address, kept in Redis (the `limits` library).
+
+If Redis is unreachable the limiter lets the signup through: a lost signup is worse
+than an unthrottled one, and the database keeps everything accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
+
+log = structlog.get_logger(__name__)
+
+
+def limits_uri(redis_url: str) -> str:
+    """The `limits` storage URI for a redis-py URL (`unix://` becomes `redis+unix://`)."""
+    return "redis+" + redis_url if redis_url.startswith("unix://") else redis_url
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after: int = 0
+
+
+class SignupLimiter:
+    def __init__(self, redis_url: str, *, namespace: str, per_ip: str, per_address: str) -> None:
+        storage = RedisStorage(
+            limits_uri(redis_url),
+            key_prefix=f"{namespace}:limits",
+            wrap_exceptions=True,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
+        self._limiter = FixedWindowRateLimiter(storage)
+        self._per_ip = parse(per_ip)
+        self._per_address = parse(per_address)
+
+    def check_ip(self, ip: str) -> Verdict:
+        """Count one signup from `ip`."""
+        return self._hit(self._per_ip, "ip", ip)
+
+    def check_address(self, email_hash: str) -> Verdict:
+        """Count one signup for an address (by its hash: no address is stored in Redis)."""
+        return self._hit(self._per_address, "address", email_hash)
+
+    def _hit(self, item: RateLimitItem, kind: str, key: str) -> Verdict:
+        try:
+            if self._limiter.hit(item, "signup", kind, key):
+                return Verdict(True)
+            reset = self._limiter.get_window_stats(item, "signup", kind, key).reset_time
+            return Verdict(False, max(1, int(reset - time.time()) + 1))
+        except Exception as exc:
+            log.warning("signup.limiter_unavailable", error=str(exc))
+            return Verdict(True)
