@@ -83,7 +83,14 @@ def enroll_contact(
         )
         queued = delivery.id if delivery is not None and delivery.lease_until is not None else None
         return SignupResult(delivery_to_enqueue=queued, enrolled=True)
-    return _request_confirmation(session, contact, enrollment, now=now, queue_lease=queue_lease)
+    return _request_confirmation(
+        session,
+        contact,
+        enrollment,
+        fresh=inserted_id is not None,
+        now=now,
+        queue_lease=queue_lease,
+    )
 
 
 def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> Contact:
@@ -114,13 +121,17 @@ def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> 
 
 
 def _request_confirmation(
-    session: Session, contact: Contact, enrollment: Enrollment, *, now: datetime, queue_lease: float
+    session: Session,
+    contact: Contact,
+    enrollment: Enrollment,
+    *,
+    fresh: bool,
+    now: datetime,
+    queue_lease: float,
 ) -> SignupResult:
     """Send one confirmation email, unless the contact is already in or was just asked."""
-    if contact.is_subscribed and enrollment.status in (
-        EnrollmentStatus.ACTIVE,
-        EnrollmentStatus.COMPLETED,
-    ):
+    already_in = enrollment.status in (EnrollmentStatus.ACTIVE, EnrollmentStatus.COMPLETED)
+    if not fresh and contact.is_subscribed and already_in:
         return SignupResult()
     recently_asked = (
         enrollment.status is EnrollmentStatus.PENDING

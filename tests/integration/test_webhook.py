@@ -155,7 +155,7 @@ def test_a_bounce_suppresses_the_contact_and_cancels_the_rest_once_even_if_repla
     assert signed_post(runtime, batch).json() == {"received": 4, "stored": 4}
     assert signed_post(runtime, batch).json() == {"received": 4, "stored": 0}
     drain(runtime, worker)
-    # Then the contact is suppressed with the reason, email 2 is cancelled, and events are recorded once
+    # Then the contact is suppressed, email 2 cancelled, and each event recorded once
     with runtime.sessions() as session:
         contact = session.scalars(select(Contact)).one()
         events = session.scalars(select(ProviderEvent.event).order_by(ProviderEvent.id)).all()
