@@ -41,3 +41,16 @@ def sequences_dir(tmp_path: Path) -> Path:
     target = tmp_path / "sequences"
     shutil.copytree(TEST_SEQUENCES, target)
     return target
+
+
+#: Screenshots and other files tests leave for people to look at.
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the screenshots this run wrote, so a reader can open them."""
+    written = sorted(p for p in ARTIFACTS.rglob("*.png")) if ARTIFACTS.exists() else []
+    if written:
+        terminalreporter.section("screenshots")
+        for path in written:
+            terminalreporter.write_line(str(path))
