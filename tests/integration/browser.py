@@ -48,7 +48,7 @@ def live_server(runtime: Runtime, port: int) -> Iterator[str]:
 def chromium() -> Iterator[object]:
     """A headless Chromium session; skipped locally without Chromium, failed under CI."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        message = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        message = "needs Debian's chromium and chromium-driver packages"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
