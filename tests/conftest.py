@@ -47,6 +47,13 @@ def sequences_dir(tmp_path: Path) -> Path:
 ARTIFACTS = REPO / "test-artifacts"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start each run with no screenshots from an earlier one."""
+    import shutil
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """List the screenshots this run wrote, so a reader can open them."""
     written = sorted(p for p in ARTIFACTS.rglob("*.png")) if ARTIFACTS.exists() else []
