@@ -78,3 +78,7 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Not worth retrying: the provider refused the message (400, 401, 403, 413)."""
+
+
+class OperationRefused(DripError):
+    """An operator's action was refused; the message says why (e.g. the contact unsubscribed)."""

@@ -9,9 +9,11 @@ from pydantic import ValidationError
 
 from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
+from drip.cli.output import JSON, print_json, short_time, table
 from drip.db import transaction, utcnow
 from drip.errors import UnknownSequence
 from drip.models import ContactStatus
+from drip.reports.timeline import contact_timeline
 from drip.signup.request import SignupRequest, normalize_email
 from drip.signup.service import enroll_contact
 from drip.unsubscribe.privacy import export_contact, find_contact, forget_contact
@@ -145,3 +147,63 @@ def unsubscribe(
             details={"cancelled": cancelled},
         )
     console.print(f"unsubscribed; {cancelled} scheduled email(s) cancelled")
+
+
+@app.command()
+def show(
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    as_json: bool = JSON,
+) -> None:
+    """The timeline: signup, enrollments, deliveries, provider events, unsubscribe, suppression."""
+    address = _address(email)
+    with opened_runtime(load_settings()) as runtime, runtime.sessions() as session:
+        contact = find_contact(session, address)
+        if contact is None:
+            errors.print("no contact with that address")
+            raise typer.Exit(1)
+        timeline = contact_timeline(session, contact)
+    if as_json:
+        print_json(timeline.as_dict())
+        return
+    c = timeline.contact
+    console.print(
+        f"[bold]{c['email'] or '(forgotten)'}[/bold]  {c['first_name'] or ''}  "
+        f"signed up {short_time(c['signed_up_at'])} via {c['source'] or '-'}"
+        f"  zone {c['timezone'] or '-'}"
+    )
+    status = c["status"] + (f": {c['status_reason']}" if c["status_reason"] else "")
+    console.print(
+        f"status: {status}"
+        + (f" (since {short_time(c['status_changed_at'])})" if c["status_changed_at"] else ""),
+        highlight=False,
+    )
+    table(
+        "enrollments",
+        ("sequence", "status", "enrolled", "ended"),
+        [
+            (e["sequence"], e["status"], e["enrolled_at"], e["ended_at"])
+            for e in timeline.enrollments
+        ],
+    )
+    table(
+        "deliveries",
+        ("id", "step", "status", "due", "sent", "provider id", "version", "note"),
+        [
+            (
+                d["id"],
+                d["step"] + (" (resend)" if d["resend"] else ""),
+                d["status"],
+                d["due_at"],
+                d["sent_at"],
+                d["provider_message_id"],
+                d["sequence_version"],
+                d["note"],
+            )
+            for d in timeline.deliveries
+        ],
+    )
+    table(
+        "events",
+        ("at", "event", "step", "detail"),
+        [(e["at"], e["event"], e["step"], e["detail"]) for e in timeline.events],
+    )

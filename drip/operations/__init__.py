@@ -1,0 +1,1 @@
+"""Operator actions that write: resend, retry, dead-letter requeue. Each one is audited."""

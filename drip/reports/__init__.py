@@ -1,0 +1,1 @@
+"""Read models for people on call: a contact's timeline, the funnel, the scheduler's lag."""
