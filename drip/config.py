@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     signup_rate_per_address: str = "5/hour"
     #: The largest webhook body accepted, in bytes (SendGrid batches stay far below it).
     webhook_max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    #: Port of the worker's Prometheus endpoint (Dramatiq's middleware); 0 turns it off.
+    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
+    #: Bearer token for the read-only `/admin` page; unset: the page is off.
+    admin_token: str | None = None
     #: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
     state_dir: Path = Path(".drip")
 

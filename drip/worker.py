@@ -6,13 +6,21 @@ and broker connection.
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
+from dramatiq.middleware.prometheus import Prometheus
 
 from drip.config import Settings
 from drip.logs import configure_logging
 from drip.runtime import build_runtime
 
 configure_logging(json=True)
-runtime = build_runtime(Settings())
+settings = Settings()
+runtime = build_runtime(settings)
 broker = runtime.broker
+if settings.worker_metrics_port:
+    # Dramatiq's own Prometheus exposition, which also serves drip's send counters and latency.
+    os.environ.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
+    broker.add_middleware(Prometheus())
 dramatiq.set_broker(broker)

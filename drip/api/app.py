@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from drip.api import confirm, downloads, health, signups, unsubscribe, webhooks
+from drip.api import admin, confirm, downloads, health, signups, unsubscribe, webhooks
 from drip.errors import UnknownSequence
 from drip.runtime import Runtime
 
@@ -24,6 +24,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(downloads.router)
     app.include_router(confirm.router)
     app.include_router(webhooks.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(UnknownSequence)
     async def _unknown_sequence(_: Request, exc: UnknownSequence) -> JSONResponse:

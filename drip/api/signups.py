@@ -18,6 +18,7 @@ from drip.api.deps import get_runtime
 from drip.api.enqueue import enqueue_or_release
 from drip.api.pages import page
 from drip.db import transaction, utcnow
+from drip.metrics import SIGNUPS
 from drip.runtime import Runtime
 from drip.signup.request import SignupRequest, email_hash
 from drip.signup.service import enroll_contact
@@ -65,11 +66,13 @@ async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime
     if limiter is not None:
         verdict = limiter.check_ip(request.client.host if request.client else "unknown")
         if not verdict.allowed:
+            SIGNUPS.labels("-", "rate_limited").inc()
             return _too_many(verdict.retry_after)
     fields = await _read_fields(request, is_form)
     if isinstance(fields, JSONResponse):
         return fields
     if fields.get(HONEYPOT):
+        SIGNUPS.labels("-", "honeypot").inc()
         log.info("signup.honeypot")  # a bot filled the hidden field: answer as usual, do nothing
         return _accepted(request, is_form)
     try:
@@ -98,6 +101,14 @@ async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime
             now=now,
             queue_lease=runtime.settings.queue_lease,
         )
+    outcome = (
+        "enrolled"
+        if result.enrolled
+        else "confirmation"
+        if result.confirmation_sent
+        else "unchanged"
+    )
+    SIGNUPS.labels(signup.sequence or runtime.settings.default_sequence, outcome).inc()
     if result.delivery_to_enqueue is not None:
         enqueue_or_release(runtime, result.delivery_to_enqueue)
     return _accepted(request, is_form)

@@ -19,6 +19,7 @@ from drip.db import transaction, utcnow
 from drip.events.actor import enqueue_events
 from drip.events.store import store_events
 from drip.events.verify import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from drip.metrics import WEBHOOK_EVENTS
 from drip.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -70,5 +71,7 @@ async def sendgrid_events(
             enqueue_events(runtime.broker, stored)
         except Exception as exc:  # the scheduler applies them later
             log.warning("webhook.enqueue_failed", events=len(stored), error=str(exc))
+    for event in events:
+        WEBHOOK_EVENTS.labels(str(event.get("event") or "unknown")[:32]).inc()
     log.info("webhook.received", received=len(events), stored=len(stored))
     return JSONResponse({"received": len(events), "stored": len(stored)})

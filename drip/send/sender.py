@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.db import is_postgresql, utcnow
 from drip.errors import PermanentSendError, RenderError, TransientSendError
+from drip.metrics import DELIVERIES, PROVIDER_LATENCY
 from drip.models import (
     Contact,
     Delivery,
@@ -96,6 +98,12 @@ class DeliverySender:
         delivery = self._claim(delivery_id)
         if delivery is None:
             return SendResult(Outcome.NOT_MINE)
+        result = self._send_claimed(delivery)
+        DELIVERIES.labels(delivery.sequence_id, delivery.step_id, result.outcome.value).inc()
+        return result
+
+    def _send_claimed(self, delivery: Delivery) -> SendResult:
+        delivery_id = delivery.id
         bound = log.bind(
             delivery_id=delivery_id,
             contact_id=delivery.contact_id,
@@ -118,6 +126,7 @@ class DeliverySender:
                 self._finish(session, delivery_id, DeliveryStatus.FAILED, error=f"render: {exc}")
                 bound.warning("send.render_failed", error=str(exc))
                 return SendResult(Outcome.FAILED)
+            started = time.perf_counter()
             try:
                 message_id = self.transport.send(email)
             except TransientSendError as exc:
@@ -126,6 +135,9 @@ class DeliverySender:
                 self._finish(session, delivery_id, DeliveryStatus.FAILED, error=str(exc))
                 bound.warning("send.refused", error=str(exc))
                 return SendResult(Outcome.FAILED)
+            PROVIDER_LATENCY.labels(type(self.transport).__name__).observe(
+                time.perf_counter() - started
+            )
             sent_at = self.clock()
             recorded = self._finish(
                 session,
@@ -157,7 +169,7 @@ class DeliverySender:
     ) -> SendResult | tuple[LoadedSequence, Step]:
         """The send-time checks: what to send, or the result that ends this delivery here."""
         confirming = delivery.step_id == CONFIRM_STEP
-        stop = self._stop_reason(contact, enrollment, confirming=confirming)
+        stop = self._stop_reason(contact, enrollment, confirming=confirming, resend=delivery.resend)
         if stop is not None:
             self._finish(session, delivery.id, DeliveryStatus.CANCELLED, error=stop)
             bound.info("send.cancelled", reason=stop)
@@ -216,7 +228,7 @@ class DeliverySender:
             ).one_or_none()
 
     def _stop_reason(
-        self, contact: Contact, enrollment: Enrollment, *, confirming: bool
+        self, contact: Contact, enrollment: Enrollment, *, confirming: bool, resend: bool
     ) -> str | None:
         if contact.email is None:
             return "contact forgotten"
@@ -232,7 +244,9 @@ class DeliverySender:
             return f"contact {contact.status.value}" + (
                 f": {contact.status_reason}" if contact.status_reason else ""
             )
-        if enrollment.status is not EnrollmentStatus.ACTIVE:
+        if resend and enrollment.status is EnrollmentStatus.COMPLETED:
+            pass  # a resend to someone who finished the series is what resends are for
+        elif enrollment.status is not EnrollmentStatus.ACTIVE:
             return f"enrollment {enrollment.status.value}"
         if enrollment.sequence_id not in self.catalog:
             return f"sequence {enrollment.sequence_id!r} no longer exists"
