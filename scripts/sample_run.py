@@ -42,12 +42,13 @@ def main(database_url: str) -> None:
         sendgrid_host=fake.url,
         redis_url="redis://127.0.0.1:6379/13",
         redis_namespace="sample",
-        secret_key="sample",
+        secret_key="sample-only",  # noqa: S106 - a throwaway demo database
         base_url="https://drip.example.com",
     )
     runtime = build_runtime(settings)
-    now = datetime(2026, 11, 2, 14, 0, tzinfo=UTC)  # a Monday
-    runtime.sender.clock = lambda: now
+    clock = [datetime(2026, 11, 2, 14, 0, tzinfo=UTC)]  # a Monday; moved an hour at a time
+    runtime.sender.clock = lambda: clock[0]
+    now = clock[0]
     rng = random.Random(7)
     with transaction(runtime.sessions) as session:
         for n in range(40):
@@ -67,7 +68,7 @@ def main(database_url: str) -> None:
     seen = 0
     for _ in range(24 * 30):  # hour by hour for 30 days
         scheduler = runtime.scheduler()
-        scheduler.clock = lambda: now
+        scheduler.clock = runtime.sender.clock
         claimed: list[int] = []
         scheduler.enqueue = claimed.extend
         scheduler.tick()
@@ -117,9 +118,10 @@ def main(database_url: str) -> None:
         if events:
             with transaction(runtime.sessions) as session:
                 apply_events(session, store_events(session, events, now=now), now=now)
-        now += timedelta(hours=1)
+        clock[0] = now = now + timedelta(hours=1)
     print(
-        f"{len(fake.accepted)} emails accepted by the fake SendGrid, {len(fake.violations)} schema violations"
+        f"{len(fake.accepted)} emails accepted by the fake SendGrid, "
+        f"{len(fake.violations)} schema violations"
     )
     runtime.close()
     fake.stop()
