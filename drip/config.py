@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     #: A row left in `sending` (a worker died mid-send) is resolved after this many seconds.
     send_lease: float = Field(default=300.0, gt=0)
     ambiguous_policy: AmbiguousPolicy = AmbiguousPolicy.RESEND
+    #: Seconds a send whose answer was lost waits for the provider's `processed` event.
+    ambiguous_wait: float = Field(default=900.0, gt=0)
+    #: Emails per second across all workers (shared through Redis); 0 means no limit.
+    send_rate: float = Field(default=0.0, ge=0)
     send_max_attempts: int = Field(default=8, gt=0)
     send_min_backoff: float = Field(default=1.0, gt=0)
     send_max_backoff: float = Field(default=300.0, gt=0)

@@ -76,6 +76,17 @@ class TransientSendError(SendError):
         super().__init__(message)
 
 
+class Throttled(TransientSendError):
+    """Held back before reaching the provider (shared rate or pause): not a failed attempt."""
+
+
+class AmbiguousSendError(SendError):
+    """The request reached the provider but its answer was lost: it may have been accepted.
+
+    Never retried blindly: the row waits for the provider's `processed` event.
+    """
+
+
 class PermanentSendError(SendError):
     """Not worth retrying: the provider refused the message (400, 401, 403, 413)."""
 

@@ -17,6 +17,7 @@ from drip.events.actor import EVENTS_QUEUE, declare_events_actor
 from drip.events.verify import SignatureVerifier
 from drip.send import actor as send_actor
 from drip.send.sender import DeliverySender, SendPolicy
+from drip.send.throttle import SendThrottle
 from drip.send.transports import OutboxTransport, SendGridTransport, Transport
 from drip.sequences.catalog import SequenceCatalog
 from drip.signup.limits import SignupLimiter
@@ -108,7 +109,15 @@ def build_runtime(
             min_backoff=settings.send_min_backoff,
             max_backoff=settings.send_max_backoff,
             queue_lease=settings.queue_lease,
+            ambiguous_wait=settings.ambiguous_wait,
         ),
+        throttle=SendThrottle(
+            settings.redis_url or embedded_redis_url(settings.state_dir),
+            namespace=settings.redis_namespace,
+            rate=settings.send_rate,
+        )
+        if settings.send_rate
+        else None,
     )
     runtime = Runtime(
         settings=settings,

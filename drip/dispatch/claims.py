@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from drip.models import Delivery, DeliveryStatus, ProviderEvent, SequenceState
@@ -65,11 +65,12 @@ def renew_lost_queued(
 def expired_sending(
     session: Session, *, now: datetime, limit: int
 ) -> list[tuple[int, datetime | None]]:
-    """Rows stuck in `sending` past their lease (a worker died mid-send), with any `processed` time.
+    """Rows in `sending` that need the scheduler, with any `processed` time: those past their
+    lease (a worker died mid-send, or the answer was lost and the wait is over), and those
+    the provider already reported as processed.
 
-    The provider may or may not have accepted such a message. A `processed` event
-    carrying its `delivery_id` settles it as sent; without one the caller applies the
-    configured policy.
+    A `processed` event carrying the row's `delivery_id` settles it as sent; without one,
+    past its lease, the caller applies the configured policy.
     """
     processed_at = (
         select(ProviderEvent.occurred_at)
@@ -77,9 +78,16 @@ def expired_sending(
         .limit(1)
         .scalar_subquery()
     )
+    has_event = (
+        select(ProviderEvent.id)
+        .where(ProviderEvent.delivery_id == Delivery.id, ProviderEvent.event == "processed")
+        .exists()
+    )
     rows = session.execute(
         select(Delivery.id, processed_at)
-        .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now)
+        .where(
+            Delivery.status == DeliveryStatus.SENDING, or_(Delivery.lease_until < now, has_event)
+        )
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
     ).all()

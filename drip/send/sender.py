@@ -24,7 +24,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from drip.db import is_postgresql, utcnow
-from drip.errors import PermanentSendError, RenderError, TransientSendError
+from drip.errors import (
+    AmbiguousSendError,
+    PermanentSendError,
+    RenderError,
+    Throttled,
+    TransientSendError,
+)
 from drip.metrics import DELIVERIES, PROVIDER_LATENCY
 from drip.models import (
     Contact,
@@ -38,6 +44,7 @@ from drip.render.renderer import TemplateContact
 from drip.schedule.store import lease, plan_following
 from drip.send.backoff import compute_backoff
 from drip.send.message import OutgoingEmail, build_email
+from drip.send.throttle import SendThrottle
 from drip.send.transports.base import Transport
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
 from drip.sequences.definition import CONFIRM_STEP, Step
@@ -55,6 +62,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     RETRY = "retry"
+    AMBIGUOUS = "ambiguous"
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class SendPolicy:
     min_backoff: float
     max_backoff: float
     queue_lease: float
+    ambiguous_wait: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,9 @@ class DeliverySender:
         links: Links,
         policy: SendPolicy,
         clock: Callable[[], datetime] = utcnow,
+        throttle: SendThrottle | None = None,
     ) -> None:
+        self.throttle = throttle
         self.sessions = sessions
         self.catalog = catalog
         self.transport = transport
@@ -128,9 +139,24 @@ class DeliverySender:
                 return SendResult(Outcome.FAILED)
             started = time.perf_counter()
             try:
+                if self.throttle is not None:
+                    self.throttle.acquire()
                 message_id = self.transport.send(email)
             except TransientSendError as exc:
                 return self._transient(session, delivery, exc, bound)
+            except AmbiguousSendError as exc:
+                # Stay in `sending`: the scheduler settles the row from the provider's
+                # `processed` event, or applies DRIP_AMBIGUOUS_POLICY once the wait is over.
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
+                    .values(
+                        lease_until=lease(self.clock(), self.policy.ambiguous_wait),
+                        error=f"outcome unknown, waiting for the provider's event: {exc}",
+                    )
+                )
+                bound.warning("send.ambiguous", error=str(exc))
+                return SendResult(Outcome.AMBIGUOUS)
             except PermanentSendError as exc:
                 self._finish(session, delivery_id, DeliveryStatus.FAILED, error=str(exc))
                 bound.warning("send.refused", error=str(exc))
@@ -287,7 +313,11 @@ class DeliverySender:
         exc: TransientSendError,
         bound: structlog.BoundLogger,
     ) -> SendResult:
-        attempts = delivery.attempts
+        throttled = isinstance(exc, Throttled)
+        if exc.retry_after and self.throttle is not None and not throttled:
+            self.throttle.pause(exc.retry_after)
+        # A send held back by the throttle never reached the provider: no attempt is spent.
+        attempts = delivery.attempts - 1 if throttled else delivery.attempts
         if attempts >= self.policy.max_attempts:
             self._finish(
                 session,
@@ -313,6 +343,7 @@ class DeliverySender:
                 error=str(exc),
                 updated_at=now,
                 lease_until=lease(now, delay + self.policy.queue_lease),
+                attempts=attempts,
             )
         )
         bound.info("send.retry", attempts=attempts, retry_in=round(delay, 3), error=str(exc))

@@ -6,7 +6,8 @@ an httpx client that keeps connections alive. Outcomes:
 
 - 202: sent; the `X-Message-Id` header is the provider's message id.
 - 429: transient; retry after `X-RateLimit-Reset` (epoch seconds) when given.
-- 5xx, timeouts, connection errors: transient.
+- 5xx, and a connection that could not be made: transient.
+- an answer lost after the request went out (read timeout, reset): ambiguous.
 - any other status (400, 401, 403, 413...): permanent, with the provider's error text.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 from sendgrid.helpers.mail import CustomArg, From, Header, Mail, ReplyTo, To
 
-from drip.errors import PermanentSendError, TransientSendError
+from drip.errors import AmbiguousSendError, PermanentSendError, TransientSendError
 from drip.send.message import OutgoingEmail
 
 #: Path of the Mail Send endpoint below the configured host.
@@ -89,10 +90,13 @@ class SendGridTransport:
     def send(self, email: OutgoingEmail) -> str:
         try:
             response = self.client.post(MAIL_SEND_PATH, json=build_payload(email))
-        except httpx.TimeoutException as exc:
-            raise TransientSendError(f"SendGrid timed out: {exc}") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing was sent: safe to retry.
+            raise TransientSendError(f"SendGrid unreachable: {exc!r}") from exc
         except httpx.TransportError as exc:
-            raise TransientSendError(f"SendGrid connection failed: {exc}") from exc
+            # The request went out and the answer was lost (read timeout, reset, broken
+            # response): SendGrid may have accepted it, and it has no idempotency key.
+            raise AmbiguousSendError(f"SendGrid's answer was lost: {exc!r}") from exc
         if response.status_code == 202:
             return str(response.headers.get("X-Message-Id", ""))
         if response.status_code == 429:
