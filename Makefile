@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format validate install dev clean template
+.PHONY: run test lint format validate install dev clean template chaos
 
 run: $(VENV)/.installed ## Set up and run the whole service on the embedded defaults
 	$(BIN)/drip db upgrade
@@ -44,3 +44,6 @@ clean:
 
 template: $(VENV)/.installed-dev ## Rebuild the executive resume template that email 1 delivers
 	$(BIN)/python -m drip.downloads.resume_template sequences/files/executive-resume-template.docx
+
+chaos: $(VENV)/.installed-dev ## The full fault-injection run; writes docs/reliability.md
+	$(BIN)/python scripts/chaos.py --contacts 700 --race 500 --report docs/reliability.md

@@ -1,14 +1,22 @@
-"""A fake SendGrid Mail Send API on loopback, for tests, benchmarks and local demos.
+"""A fake SendGrid Mail Send API on loopback, for tests, benchmarks, fault injection and demos.
 
 Every request body is validated against SendGrid's published JSON schema for
 `POST /v3/mail/send`; a body that does not conform gets the 400 SendGrid would send and
 is recorded as a schema violation, so a test fails if drip ever sends one. Answers can
-be scripted (`script([429, 202])`) to play rate limits, outages and refusals.
+be scripted (`script([429, 202])`), or drawn at random from `Faults`: rate limits,
+5xx, connection resets, answers slower than the client waits, and messages accepted
+whose answer is then lost. With a webhook URL and signer it posts a signed `processed`
+event for every message it accepted, as SendGrid does.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import random
+import socket
+import struct
+import sys
 import threading
 import time
 import uuid
@@ -18,6 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from drip.testing.signing import WebhookSigner
+
 
 @dataclass(frozen=True)
 class Scripted:
@@ -26,6 +38,30 @@ class Scripted:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
+
+
+@dataclass
+class Faults:
+    """Probabilities of each fault per request (the rest are accepted)."""
+
+    rate_limit: float = 0.0
+    rate_limit_reset: float = 1.0
+    error_500: float = 0.0
+    error_503: float = 0.0
+    reset: float = 0.0
+    slow: float = 0.0
+    slow_seconds: float = 2.0
+    accept_then_drop: float = 0.0
+    seed: int = 1
+
+    def draw(self, rng: random.Random) -> str:
+        roll = rng.random()
+        for name in ("rate_limit", "error_500", "error_503", "reset", "slow", "accept_then_drop"):
+            chance: float = getattr(self, name)
+            if roll < chance:
+                return name
+            roll -= chance
+        return "accept"
 
 
 @dataclass
@@ -51,15 +87,31 @@ def load_validator(schema_path: Path) -> Any:
 class FakeSendGrid:
     """Start with `start()`; read `accepted`, `requests` and `violations`; stop with `stop()`."""
 
-    def __init__(self, schema_path: Path, *, api_key: str = "SG.test-key") -> None:
+    def __init__(
+        self,
+        schema_path: Path,
+        *,
+        api_key: str = "SG.test-key",
+        faults: Faults | None = None,
+        webhook_url: str | None = None,
+        signer: WebhookSigner | None = None,
+    ) -> None:
         self.validator = load_validator(schema_path)
         self.api_key = api_key
+        self.faults = faults or Faults()
         self.accepted: list[Accepted] = []
         self.requests: list[dict[str, Any]] = []
         self.violations: list[str] = []
+        #: What happened to every request: (delivery_id, outcome) in arrival order.
+        self.log: list[tuple[str | None, str]] = []
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._rng = random.Random(self.faults.seed)
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._webhook = (webhook_url, signer) if webhook_url and signer else None
+        self._poster = threading.Thread(target=self._post_events, daemon=True)
+        self._stopping = threading.Event()
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -70,11 +122,41 @@ class FakeSendGrid:
 
     def start(self) -> FakeSendGrid:
         self._thread.start()
+        if self._webhook:
+            self._poster.start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
+
+    def _post_events(self) -> None:
+        """Post signed `processed` events in small batches, as SendGrid's webhook does."""
+        assert self._webhook is not None
+        url, signer = self._webhook
+        with httpx.Client(timeout=5) as client:
+            while not self._stopping.is_set():
+                batch = []
+                try:
+                    batch.append(self._events.get(timeout=0.2))
+                    while len(batch) < 100:
+                        batch.append(self._events.get_nowait())
+                except queue.Empty:
+                    pass
+                if not batch:
+                    continue
+                body = json.dumps(batch).encode()
+                for _ in range(50):  # SendGrid retries a failed post; so do we, briefly
+                    try:
+                        if (
+                            client.post(url, content=body, headers=signer.headers(body)).status_code
+                            == 200
+                        ):
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.2)
 
     def script(self, answers: list[int | Scripted]) -> None:
         """Answer the next requests with these, in order, then accept as usual."""
@@ -105,12 +187,36 @@ class FakeSendGrid:
                 )
                 self.violations.append(text)
                 return 400, {}, _errors(text)
+            delivery_id = payload.get("custom_args", {}).get("delivery_id")
             scripted = self._script.popleft() if self._script else None
             if scripted is not None and scripted.status != 202:
+                self.log.append((delivery_id, f"scripted {scripted.status}"))
                 body = json.dumps(scripted.body).encode() if scripted.body else _errors("scripted")
                 return scripted.status, scripted.headers, body
+            fault = "accept" if scripted is not None else self.faults.draw(self._rng)
+            self.log.append((delivery_id, fault))
+            if fault == "rate_limit":
+                reset = str(round(time.time() + self.faults.rate_limit_reset, 3))
+                return 429, {"X-RateLimit-Reset": reset}, _errors("too many requests")
+            if fault in ("error_500", "error_503"):
+                return int(fault[-3:]), {}, _errors("internal error")
+            if fault in ("reset", "slow"):
+                return -1 if fault == "reset" else -2, {}, b""
             message_id = uuid.uuid4().hex[:22]
             self.accepted.append(Accepted(message_id, payload, time.monotonic()))
+            if self._webhook and delivery_id is not None:
+                self._events.put(
+                    {
+                        "event": "processed",
+                        "sg_event_id": f"processed-{message_id}",
+                        "sg_message_id": message_id,
+                        "delivery_id": delivery_id,
+                        "timestamp": int(time.time()),
+                        "email": _first_to(payload),
+                    }
+                )
+            if fault == "accept_then_drop":
+                return -1, {}, b""
             return 202, {"X-Message-Id": message_id}, b""
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -127,6 +233,16 @@ class FakeSendGrid:
                 else:
                     lowered = {k.lower(): v for k, v in self.headers.items()}
                     status, headers, body = fake._answer(lowered, raw)
+                if status == -2:  # slower than the client waits, then not accepted
+                    time.sleep(fake.faults.slow_seconds)
+                    status, body = 503, _errors("slow")
+                if status == -1:  # drop the connection with a reset, no answer
+                    self.close_connection = True
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -140,6 +256,21 @@ class FakeSendGrid:
                 pass
 
         return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (a timeout we provoked) is expected; its broken pipe is not news."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+def _first_to(payload: dict[str, Any]) -> str:
+    try:
+        return str(payload["personalizations"][0]["to"][0]["email"])
+    except (KeyError, IndexError, TypeError):
+        return ""
 
 
 def _errors(message: str) -> bytes:

@@ -6,7 +6,6 @@ Locally a missing service skips these tests; under CI (`CI=true`) it fails them.
 
 from __future__ import annotations
 
-import base64
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,15 +15,12 @@ import dramatiq
 import psycopg
 import pytest
 import redis
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from drip.config import Settings
-from drip.events.verify import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from drip.migrate import upgrade_database
 from drip.runtime import QUEUES, Runtime, build_runtime
 from drip.testing.fake_sendgrid import FakeSendGrid
+from drip.testing.signing import WebhookSigner
 from tests.conftest import sendgrid_schema_dir
 
 PG_ADMIN_URL = os.environ.get(
@@ -35,26 +31,7 @@ REDIS_URL = os.environ.get("DRIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 pytestmark = pytest.mark.integration
 
 
-class WebhookKeys:
-    """An ECDSA P-256 key pair that signs webhook bodies the way SendGrid does."""
-
-    def __init__(self) -> None:
-        self._private = ec.generate_private_key(ec.SECP256R1())
-        der = self._private.public_key().public_bytes(
-            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-        )
-        self.public_key = base64.b64encode(der).decode()
-
-    def headers(self, body: bytes, timestamp: str = "1700000000") -> dict[str, str]:
-        signature = self._private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-            TIMESTAMP_HEADER: timestamp,
-            "Content-Type": "application/json",
-        }
-
-
-WEBHOOK_KEYS = WebhookKeys()
+WEBHOOK_KEYS = WebhookSigner()
 
 
 def _unavailable(what: str, exc: Exception) -> None:
