@@ -21,8 +21,11 @@ def main() -> int:
     parser.add_argument("--race", type=int, default=500, help="subscribers in the unsubscribe race")
     parser.add_argument("--report", type=Path, default=None, help="write the Markdown table here")
     args = parser.parse_args()
-    plan = Plan(contacts=args.contacts, race_contacts=args.race,
-                schema=HERE.parent / "shared" / "sendgrid" / "mail_send.schema.json")
+    plan = Plan(
+        contacts=args.contacts,
+        race_contacts=args.race,
+        schema=HERE.parent / "shared" / "sendgrid" / "mail_send.schema.json",
+    )
     verdict = Run(plan).execute()
     command = f"python scripts/chaos.py --contacts {args.contacts} --race {args.race}"
     table = verdict.table(command)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from drip.api.deps import get_runtime
 from drip.api.enqueue import enqueue_or_release
 from drip.api.pages import page
+from drip.api.unsubscribe import BAD_LINK
 from drip.db import transaction, utcnow
 from drip.errors import BadToken
 from drip.runtime import Runtime
@@ -21,7 +22,7 @@ from drip.unsubscribe.tokens import Purpose
 router = APIRouter()
 
 
-@router.get("/confirm/{sequence_id}/{token}", response_class=HTMLResponse)
+@router.get("/confirm/{sequence_id}/{token}", response_class=HTMLResponse, responses=BAD_LINK)
 def confirm_page(
     sequence_id: str, token: str, runtime: Runtime = Depends(get_runtime)
 ) -> HTMLResponse:
@@ -34,7 +35,14 @@ def confirm_page(
     return page("confirm.html", sequence_name=runtime.catalog.get(sequence_id).definition.name)
 
 
-@router.post("/confirm/{sequence_id}/{token}", response_class=HTMLResponse)
+@router.post(
+    "/confirm/{sequence_id}/{token}",
+    response_class=HTMLResponse,
+    responses={
+        **BAD_LINK,
+        410: {"description": "The request expired", "content": {"text/html": {}}},
+    },
+)
 def confirm(sequence_id: str, token: str, runtime: Runtime = Depends(get_runtime)) -> HTMLResponse:
     try:
         public_id = runtime.signer.read(token, Purpose.CONFIRM)

@@ -19,13 +19,15 @@ from drip.unsubscribe.tokens import Purpose
 
 router = APIRouter()
 
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
 
 @router.get(
     "/download/{sequence_id}/{token}",
     response_model=None,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
-        400: {"description": "Bad link"},
+        200: {"content": {"application/octet-stream": {}, DOCX: {}}},
+        400: {"description": "Bad link", "content": {"text/html": {}}},
     },
 )
 def download(sequence_id: str, token: str, runtime: Runtime = Depends(get_runtime)) -> Response:
@@ -47,7 +49,5 @@ def download(sequence_id: str, token: str, runtime: Runtime = Depends(get_runtim
     return FileResponse(
         runtime.settings.sequences_dir / offer.file,
         filename=offer.download_name,
-        media_type="application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-        if offer.file.endswith(".docx")
-        else None,
+        media_type=DOCX if offer.file.endswith(".docx") else None,
     )

@@ -23,7 +23,7 @@ def lag_limit(runtime: Runtime) -> float:
     return max(60.0, 10 * runtime.settings.scheduler_interval)
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={503: {"description": "The database or Redis is down"}})
 def healthz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
     """503 when the database or Redis is down; a lagging scheduler is reported, not fatal here."""
     checks: dict[str, Any] = {}

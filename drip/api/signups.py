@@ -54,9 +54,10 @@ def signup_page() -> HTMLResponse:
     status_code=202,
     openapi_extra={"requestBody": _SIGNUP_BODY},
     responses={
-        202: {"description": "Accepted"},
+        202: {"description": "Accepted", "content": {"application/json": {}, "text/html": {}}},
         422: {"description": "A field is invalid"},
         429: {"description": "Too many signups"},
+        503: {"description": "The database is unavailable"},
     },
 )
 async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:

@@ -21,8 +21,13 @@ from drip.unsubscribe.service import leave_sequence, unsubscribe_contact
 
 router = APIRouter()
 
+#: The documented refusal of a tampered or unknown link.
+BAD_LINK: dict[int | str, dict[str, object]] = {
+    400: {"description": "The link is not valid", "content": {"text/html": {}}}
+}
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, responses=BAD_LINK)
 def confirm_page(
     token: str, sequence: str | None = None, runtime: Runtime = Depends(get_runtime)
 ) -> HTMLResponse:
@@ -39,7 +44,7 @@ def confirm_page(
     return page("unsubscribe.html", sequence_id=sequence, sequence_name=name)
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, responses=BAD_LINK)
 async def unsubscribe(
     token: str, request: Request, runtime: Runtime = Depends(get_runtime)
 ) -> HTMLResponse:

@@ -104,6 +104,8 @@ class FakeSendGrid:
         self.violations: list[str] = []
         #: What happened to every request: (delivery_id, outcome) in arrival order.
         self.log: list[tuple[str | None, str]] = []
+        #: When each request arrived (monotonic seconds), in the same order as `log`.
+        self.arrivals: list[float] = []
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
@@ -191,10 +193,12 @@ class FakeSendGrid:
             scripted = self._script.popleft() if self._script else None
             if scripted is not None and scripted.status != 202:
                 self.log.append((delivery_id, f"scripted {scripted.status}"))
+                self.arrivals.append(time.monotonic())
                 body = json.dumps(scripted.body).encode() if scripted.body else _errors("scripted")
                 return scripted.status, scripted.headers, body
             fault = "accept" if scripted is not None else self.faults.draw(self._rng)
             self.log.append((delivery_id, fault))
+            self.arrivals.append(time.monotonic())
             if fault == "rate_limit":
                 reset = str(round(time.time() + self.faults.rate_limit_reset, 3))
                 return 429, {"X-RateLimit-Reset": reset}, _errors("too many requests")

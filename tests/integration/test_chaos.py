@@ -18,7 +18,9 @@ from tests.conftest import sendgrid_schema_dir
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-def test_every_delivery_is_sent_once_or_fails_with_a_reason_through_faults(pg_template: str) -> None:
+def test_every_delivery_is_sent_once_or_fails_with_a_reason_through_faults(
+    pg_template: str,
+) -> None:
     if os.geteuid() != 0 or not (shutil.which("pg_ctlcluster") and shutil.which("redis-server")):
         message = "restarting PostgreSQL and Redis needs root, pg_ctlcluster and redis-server"
         if os.environ.get("CI"):
@@ -26,10 +28,27 @@ def test_every_delivery_is_sent_once_or_fails_with_a_reason_through_faults(pg_te
         pytest.skip(message)
     # Given 120 subscribers (360 deliveries), a provider that fails one request in five in
     # every way it can, and one of each process and server fault during the run
-    plan = Plan(contacts=120, race_contacts=80, worker_kills=1, scheduler_kills=1, redis_restarts=1,
-                postgres_restarts=1, deadline=240, schema=sendgrid_schema_dir() / "mail_send.schema.json",
-                faults=Faults(rate_limit=0.04, rate_limit_reset=0.5, error_500=0.04, error_503=0.04, reset=0.03,
-                              slow=0.02, slow_seconds=1.5, accept_then_drop=0.03, seed=5))
+    plan = Plan(
+        contacts=120,
+        race_contacts=80,
+        worker_kills=1,
+        scheduler_kills=1,
+        redis_restarts=1,
+        postgres_restarts=1,
+        deadline=240,
+        schema=sendgrid_schema_dir() / "mail_send.schema.json",
+        faults=Faults(
+            rate_limit=0.04,
+            rate_limit_reset=0.5,
+            error_500=0.04,
+            error_503=0.04,
+            reset=0.03,
+            slow=0.02,
+            slow_seconds=1.5,
+            accept_then_drop=0.03,
+            seed=5,
+        ),
+    )
     verdict = Run(plan, log=lambda _: None).execute()
     # Then every delivery was accepted by the provider exactly once (or failed with a reason)
     assert (verdict.lost, verdict.duplicated) == (0, 0)
@@ -37,8 +56,12 @@ def test_every_delivery_is_sent_once_or_fails_with_a_reason_through_faults(pg_te
     # And the faults really happened, each recovered from
     assert verdict.faults_from_provider["accept_then_drop"] > 0
     assert verdict.faults_from_provider["reset"] > 0
-    assert {f.kind for f in verdict.faults} == {"worker killed (SIGKILL)", "scheduler killed (SIGKILL)",
-                                                "Redis restarted", "PostgreSQL restarted"}
+    assert {f.kind for f in verdict.faults} == {
+        "worker killed (SIGKILL)",
+        "scheduler killed (SIGKILL)",
+        "Redis restarted",
+        "PostgreSQL restarted",
+    }
     assert all(f.recovered_in is not None for f in verdict.faults)
     # And no email reached the provider after its recipient's unsubscribe was acknowledged
     assert verdict.sent_after_unsubscribe == 0
