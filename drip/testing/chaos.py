@@ -118,6 +118,7 @@ class Verdict:
     race_contacts: int = 0
     race_emails_before_ack: int = 0
     ambiguous_settled_by_event: int = 0
+    ambiguous_resent_after_wait: int = 0
     faults_from_provider: dict[str, int] = field(default_factory=dict)
     faults: list[FaultRecord] = field(default_factory=list)
     seconds: float = 0.0
@@ -151,6 +152,15 @@ class Verdict:
             times = [r.recovered_in for r in records if r.recovered_in is not None]
             span = f"{median(times):.1f} s / {max(times):.1f} s" if times else "n/a"
             lines.append(f"| {kind} | {len(records)} | {span} |")
+        lines += [
+            "",
+            "| answer lost after the request went out | deliveries |",
+            "|---|---|",
+            "| provider had accepted: settled from the `processed` event, not resent | "
+            f"{self.ambiguous_settled_by_event} |",
+            "| provider had not accepted: resent once `DRIP_AMBIGUOUS_WAIT` passed "
+            f"(policy `resend`) | {self.ambiguous_resent_after_wait} |",
+        ]
         lines += [
             "",
             "| deliveries | sent once | failed with reason | lost | duplicated | "
@@ -471,9 +481,16 @@ class Run:
                     v.sent_after_unsubscribe += 1
                 else:
                     v.race_emails_before_ack += 1
-        v.ambiguous_settled_by_event = sum(
-            1 for _, outcome in fake.log if outcome == "accept_then_drop"
-        )
+        # Answers lost after the request went out: accepted ones must be settled from the
+        # `processed` event (never sent again); the others resent once the wait is over.
+        outcomes: dict[str, list[str]] = {}
+        for delivery_id, outcome in fake.log:
+            outcomes.setdefault(str(delivery_id), []).append(outcome)
+        for delivery_id, seen in outcomes.items():
+            if "accept_then_drop" in seen and accepted.get(delivery_id) == 1:
+                v.ambiguous_settled_by_event += 1
+            elif ("reset" in seen or "slow" in seen) and accepted.get(delivery_id) == 1:
+                v.ambiguous_resent_after_wait += 1
 
     # -- helpers -----------------------------------------------------------------------------
     def _wait(self, condition: Callable[[], bool], seconds: float, what: str) -> None:
