@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format validate install dev clean template chaos
+.PHONY: run test lint format validate install dev clean template chaos bench
 
 run: $(VENV)/.installed ## Set up and run the whole service on the embedded defaults
 	$(BIN)/drip db upgrade
@@ -47,3 +47,6 @@ template: $(VENV)/.installed-dev ## Rebuild the executive resume template that e
 
 chaos: $(VENV)/.installed-dev ## The full fault-injection run; writes docs/reliability.md
 	$(BIN)/python scripts/chaos.py --contacts 700 --race 500 --report docs/reliability.md
+
+bench: $(VENV)/.installed-dev ## Throughput and latency figures; writes docs/performance.md
+	$(BIN)/python bench/run.py --deliveries 20000 --rows 1000000 --seconds 30 --report docs/performance.md

@@ -13,6 +13,7 @@ import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from drip.api.deps import get_runtime
 from drip.api.enqueue import enqueue_or_release
@@ -63,19 +64,28 @@ def signup_page() -> HTMLResponse:
 async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
     """Accept a signup: validate, upsert the contact, enroll it and plan step 1."""
     is_form = not request.headers.get("content-type", "").startswith("application/json")
-    limiter = runtime.signup_limiter
-    if limiter is not None:
-        verdict = limiter.check_ip(request.client.host if request.client else "unknown")
-        if not verdict.allowed:
-            SIGNUPS.labels("-", "rate_limited").inc()
-            return _too_many(verdict.retry_after)
     fields = await _read_fields(request, is_form)
     if isinstance(fields, JSONResponse):
         return fields
+    wants_html = is_form and "text/html" in request.headers.get("accept", "")
+    client_ip = request.client.host if request.client else "unknown"
+    # Redis and the database are called synchronously: off the event loop, in a worker thread.
+    return await run_in_threadpool(_sign_up, runtime, fields, client_ip, wants_html)
+
+
+def _sign_up(
+    runtime: Runtime, fields: dict[str, Any], client_ip: str, wants_html: bool
+) -> Response:
+    limiter = runtime.signup_limiter
+    if limiter is not None:
+        verdict = limiter.check_ip(client_ip)
+        if not verdict.allowed:
+            SIGNUPS.labels("-", "rate_limited").inc()
+            return _too_many(verdict.retry_after)
     if fields.get(HONEYPOT):
         SIGNUPS.labels("-", "honeypot").inc()
         log.info("signup.honeypot")  # a bot filled the hidden field: answer as usual, do nothing
-        return _accepted(request, is_form)
+        return _accepted(wants_html)
     try:
         signup = SignupRequest.model_validate(fields)
     except ValidationError as exc:
@@ -92,14 +102,13 @@ async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime
         verdict = limiter.check_address(email_hash(signup.email))
         if not verdict.allowed:
             return _too_many(verdict.retry_after)
-    now = utcnow()
     with transaction(runtime.sessions) as session:
         result = enroll_contact(
             session,
             signup,
             catalog=runtime.catalog,
             default_sequence=runtime.settings.default_sequence,
-            now=now,
+            now=utcnow(),
             queue_lease=runtime.settings.queue_lease,
         )
     outcome = (
@@ -112,11 +121,11 @@ async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime
     SIGNUPS.labels(signup.sequence or runtime.settings.default_sequence, outcome).inc()
     if result.delivery_to_enqueue is not None:
         enqueue_or_release(runtime, result.delivery_to_enqueue)
-    return _accepted(request, is_form)
+    return _accepted(wants_html)
 
 
-def _accepted(request: Request, is_form: bool) -> Response:
-    if is_form and "text/html" in request.headers.get("accept", ""):
+def _accepted(wants_html: bool) -> Response:
+    if wants_html:
         return page("thanks.html", status_code=202)
     return JSONResponse(ACCEPTED, status_code=202)
 

@@ -54,12 +54,21 @@ def run(
 def api(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Processes serving requests."),
 ) -> None:
     """The HTTP API alone (any number may run behind a load balancer)."""
     settings = load_settings()
     configure_logging(json=True)
-    with opened_runtime(settings) as runtime:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None)
+    with opened_runtime(settings):
+        pass  # checks the settings and sequence files before any process starts
+    uvicorn.run(
+        "drip.api.factory:app_from_settings",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+    )
 
 
 def scheduler() -> None:

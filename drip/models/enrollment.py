@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import utcnow
@@ -21,7 +21,16 @@ class EnrollmentStatus(StrEnum):
 
 class Enrollment(Base):
     __tablename__ = "enrollments"
-    __table_args__ = (UniqueConstraint("contact_id", "sequence_id"),)
+    __table_args__ = (
+        UniqueConstraint("contact_id", "sequence_id"),
+        # The scheduler expires unconfirmed signups every tick: only pending rows are read.
+        Index(
+            "ix_enrollments_pending",
+            "confirm_requested_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     contact_id: Mapped[int] = mapped_column(

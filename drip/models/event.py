@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, String
+from sqlalchemy import JSON, BigInteger, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import utcnow
@@ -14,6 +14,15 @@ from drip.models.base import Base, BigId, UTCDateTime
 
 class ProviderEvent(Base):
     __tablename__ = "provider_events"
+    __table_args__ = (
+        # Events stored but not applied yet (their message was lost): read every tick.
+        Index(
+            "ix_provider_events_unprocessed",
+            "received_at",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     sg_event_id: Mapped[str] = mapped_column(String(200), unique=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import TemplateError, TemplateNotFound
+from jinja2 import Template, TemplateError, TemplateNotFound
 from jinja2.exceptions import SecurityError
 from markupsafe import Markup
 
@@ -54,6 +54,7 @@ class Renderer:
         self.templates_dir = templates_dir
         self.postal_address = postal_address
         self.environment = build_environment(templates_dir)
+        self._subjects: dict[str, Template] = {}
 
     def render(
         self,
@@ -76,7 +77,7 @@ class Renderer:
         }
         where = step.template
         try:
-            subject = clean_header(self.environment.from_string(step.subject).render(context))
+            subject = clean_header(self._subject(step.subject).render(context))
             if not subject:
                 raise RenderError(f"{sequence.id}/{step.id}: the subject renders empty")
             context["subject"] = subject
@@ -97,6 +98,13 @@ class Renderer:
         except Exception as exc:  # e.g. 1 // 0 in a template: this contact's data, not a bug
             raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from exc
         return RenderedEmail(subject=subject, html=_INLINER.inline(html), text=text)
+
+    def _subject(self, source: str) -> Template:
+        """The compiled subject template, compiled once per distinct subject."""
+        compiled = self._subjects.get(source)
+        if compiled is None:
+            compiled = self._subjects[source] = self.environment.from_string(source)
+        return compiled
 
     def _render_text(
         self, step: Step, context: dict[str, Any], html_content: str, unsubscribe_url: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,17 +19,35 @@ def contact_zone(contact: Contact, sequence: Sequence) -> ZoneInfo:
     return ZoneInfo(contact.timezone or sequence.timezone)
 
 
-def progress(session: Session, enrollment_id: int) -> tuple[set[str], datetime | None]:
-    """Ids of the steps this enrollment has passed (sent, or skipped as too late), and when
-    the last email went."""
+@dataclass(frozen=True)
+class Progress:
+    """Where an enrollment stands: steps passed (sent, or skipped as too late), when the last
+    email went, and the highest row number each step has (for a new row of that step)."""
+
+    passed: set[str]
+    last_sent: datetime | None
+    highest: dict[str, int]
+
+
+def read_progress(session: Session, enrollment_id: int) -> Progress:
+    """An enrollment's progress, in one query."""
     rows = session.execute(
-        select(Delivery.step_id, Delivery.sent_at).where(
-            Delivery.enrollment_id == enrollment_id,
-            Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.SKIPPED]),
+        select(Delivery.step_id, Delivery.status, Delivery.sent_at, Delivery.resend_number).where(
+            Delivery.enrollment_id == enrollment_id
         )
     ).all()
-    sent_times = [sent_at for _, sent_at in rows if sent_at is not None]
-    return {step_id for step_id, _ in rows}, max(sent_times, default=None)
+    passed = {r[0] for r in rows if r[1] in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED)}
+    sent_times = [r[2] for r in rows if r[1] is DeliveryStatus.SENT and r[2] is not None]
+    highest: dict[str, int] = {}
+    for step_id, _, _, number in rows:
+        highest[step_id] = max(highest.get(step_id, -1), number)
+    return Progress(passed, max(sent_times, default=None), highest)
+
+
+def progress(session: Session, enrollment_id: int) -> tuple[set[str], datetime | None]:
+    """Ids of the steps this enrollment has passed, and when the last email went."""
+    current = read_progress(session, enrollment_id)
+    return current.passed, current.last_sent
 
 
 def schedule_next(
@@ -41,9 +60,12 @@ def schedule_next(
     received: set[str],
     queue_now_until: datetime | None = None,
     now: datetime | None = None,
+    fresh: bool = False,
+    highest: dict[str, int] | None = None,
 ) -> Delivery | None:
     """Plan the enrollment's next step after `after`, or complete the enrollment.
 
+    `fresh` says the enrollment was created in this transaction, so it has no rows yet.
     With `queue_now_until`, a step already due at `now` is inserted straight as queued
     (leased until then) so the caller can enqueue it after commit without a scheduler tick.
     """
@@ -59,7 +81,11 @@ def schedule_next(
         sequence_id=sequence.id,
         step_id=step.id,
         # A step cancelled earlier (the subscriber left, then came back) keeps its old row.
-        resend_number=next_resend_number(session, enrollment.id, step.id),
+        resend_number=0
+        if fresh
+        else highest.get(step.id, -1) + 1
+        if highest is not None
+        else next_resend_number(session, enrollment.id, step.id),
         due_at=due,
     )
     if queue_now_until is not None and now is not None and due <= now:
@@ -86,10 +112,11 @@ def plan_following(
     `sent_step` and `sent_at` name a send this transaction has just recorded; without
     them the delay counts from the last recorded send (or the enrollment).
     """
-    received, last_sent = progress(session, enrollment.id)
+    current = read_progress(session, enrollment.id)
+    received = set(current.passed)
     if sent_step is not None:
         received.add(sent_step)
-    after = sent_at or last_sent or enrollment.enrolled_at
+    after = sent_at or current.last_sent or enrollment.enrolled_at
     delivery = schedule_next(
         session,
         enrollment=enrollment,
@@ -99,6 +126,7 @@ def plan_following(
         received=received,
         queue_now_until=lease(now, queue_lease),
         now=now,
+        highest=current.highest,
     )
     return delivery.id if delivery is not None and delivery.lease_until is not None else None
 

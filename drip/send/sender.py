@@ -122,12 +122,20 @@ class DeliverySender:
             step=delivery.step_id,
         )
         with self.sessions() as session, session.begin():
-            contact_query = select(Contact).where(Contact.id == delivery.contact_id)
+            # One round trip for the send-time facts: the contact (locked for share), its
+            # enrollment, and whether the sequence is paused.
+            query = (
+                select(Contact, Enrollment, SequenceState.sequence_id)
+                .join(Enrollment, Enrollment.contact_id == Contact.id)
+                .outerjoin(SequenceState, SequenceState.sequence_id == Enrollment.sequence_id)
+                .where(Contact.id == delivery.contact_id, Enrollment.id == delivery.enrollment_id)
+            )
             if is_postgresql(session.get_bind()):  # type: ignore[arg-type]
-                contact_query = contact_query.with_for_update(read=True)
-            contact = session.scalars(contact_query).one()
-            enrollment = session.get_one(Enrollment, delivery.enrollment_id)
-            checked = self._check(session, delivery, contact, enrollment, bound)
+                query = query.with_for_update(read=True, of=Contact)
+            contact, enrollment, paused = session.execute(query).one()
+            checked = self._check(
+                session, delivery, contact, enrollment, bound, paused=paused is not None
+            )
             if isinstance(checked, SendResult):
                 return checked
             loaded, step = checked
@@ -192,6 +200,8 @@ class DeliverySender:
         contact: Contact,
         enrollment: Enrollment,
         bound: structlog.typing.FilteringBoundLogger,
+        *,
+        paused: bool,
     ) -> SendResult | tuple[LoadedSequence, Step]:
         """The send-time checks: what to send, or the result that ends this delivery here."""
         confirming = delivery.step_id == CONFIRM_STEP
@@ -200,7 +210,7 @@ class DeliverySender:
             self._finish(session, delivery.id, DeliveryStatus.CANCELLED, error=stop)
             bound.info("send.cancelled", reason=stop)
             return SendResult(Outcome.CANCELLED)
-        if not confirming and session.get(SequenceState, delivery.sequence_id) is not None:
+        if not confirming and paused:
             # Paused after the claim: back to the schedule, sent (or skipped) on resume.
             self._finish(session, delivery.id, DeliveryStatus.SCHEDULED, error=None)
             bound.info("send.paused")

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drip.db import upsert_statement
@@ -56,17 +55,18 @@ def enroll_contact(
     contact = _upsert_contact(session, request, now)
     if contact.is_hard_suppressed:
         return SignupResult()
-    inserted_id = session.scalar(
-        upsert_statement(session, Enrollment)
-        .values(contact_id=contact.id, sequence_id=sequence.id, status="active", enrolled_at=now)
-        .on_conflict_do_nothing(index_elements=["contact_id", "sequence_id"])
-        .returning(Enrollment.id)
+    # One round trip: insert, or touch the existing row (which also locks it) and return it.
+    statement = upsert_statement(session, Enrollment).values(
+        contact_id=contact.id, sequence_id=sequence.id, status="active", enrolled_at=now
     )
-    enrollment = session.scalars(
-        select(Enrollment)
-        .where(Enrollment.contact_id == contact.id, Enrollment.sequence_id == sequence.id)
-        .with_for_update(of=Enrollment)
+    enrollment: Enrollment = session.scalars(
+        statement.on_conflict_do_update(
+            index_elements=["contact_id", "sequence_id"],
+            set_={"sequence_id": statement.excluded.sequence_id},
+        ).returning(Enrollment),
+        execution_options={"populate_existing": True},
     ).one()
+    inserted_id = enrollment.id if enrollment.enrolled_at == now else None
     left_before = inserted_id is None and enrollment.status is EnrollmentStatus.CANCELLED
     if not (sequence.double_opt_in or not contact.is_subscribed or left_before):
         if inserted_id is None:
@@ -80,6 +80,7 @@ def enroll_contact(
             received=set(),
             queue_now_until=lease(now, queue_lease),
             now=now,
+            fresh=True,
         )
         queued = delivery.id if delivery is not None and delivery.lease_until is not None else None
         return SignupResult(delivery_to_enqueue=queued, enrolled=True)
@@ -95,23 +96,25 @@ def enroll_contact(
 
 def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> Contact:
     hashed = email_hash(request.email)
-    session.execute(
-        upsert_statement(session, Contact)
-        .values(
-            public_id=new_public_id(),
-            email=request.email,
-            email_hash=hashed,
-            first_name=request.first_name,
-            timezone=request.timezone,
-            source=request.source,
-            attributes={},
-            status="active",
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["email_hash"])
+    statement = upsert_statement(session, Contact).values(
+        public_id=new_public_id(),
+        email=request.email,
+        email_hash=hashed,
+        first_name=request.first_name,
+        timezone=request.timezone,
+        source=request.source,
+        attributes={},
+        status="active",
+        created_at=now,
+        updated_at=now,
     )
-    contact = session.scalars(select(Contact).where(Contact.email_hash == hashed)).one()
+    # One round trip: insert, or return the known contact (touching its row, which locks it).
+    contact: Contact = session.scalars(
+        statement.on_conflict_do_update(
+            index_elements=["email_hash"], set_={"email_hash": statement.excluded.email_hash}
+        ).returning(Contact),
+        execution_options={"populate_existing": True},
+    ).one()
     if contact.email is None:  # forgotten earlier: the address comes back with this signup
         contact.email = request.email
     # A known contact keeps what it told us before; a signup only fills what is missing.
