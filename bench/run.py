@@ -37,8 +37,8 @@ def free_port() -> int:
 
 def fresh_database(name: str) -> str:
     with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
-        admin.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
     url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
     from drip.migrate import upgrade_database
 
@@ -57,24 +57,28 @@ def seed(
 ) -> None:
     """`count` contacts, each enrolled, each with one delivery; `due` is an SQL expression."""
     with psycopg.connect(url, autocommit=True) as db:
-        base = db.execute("SELECT coalesce(max(id), 0) FROM contacts").fetchone()[0]  # type: ignore[index]
+        base = db.execute("SELECT coalesce(max(id), 0) FROM contacts").fetchone()[0]
+        ids = f"{base} + g"
+        rows = f"FROM generate_series(1, {count}) g"
         db.execute(f"""
-            INSERT INTO contacts (id, public_id, email, email_hash, attributes, status, created_at, updated_at)
-            SELECT {base} + g, md5('p' || ({base} + g)), 'b' || ({base} + g) || '@example.com',
-                   md5('h' || ({base} + g)) || md5('x' || ({base} + g)), '{{}}', 'active', now(), now()
-            FROM generate_series(1, {count}) g""")  # type: ignore[arg-type]
+            INSERT INTO contacts
+                (id, public_id, email, email_hash, attributes, status, created_at, updated_at)
+            SELECT {ids}, md5('p' || ({ids})), 'b' || ({ids}) || '@example.com',
+                   md5('h' || ({ids})) || md5('x' || ({ids})), '{{}}', 'active', now(), now()
+            {rows}""")
         db.execute(f"""
             INSERT INTO enrollments (id, contact_id, sequence_id, status, enrolled_at)
-            SELECT {base} + g, {base} + g, '{sequence}', 'active', now() FROM generate_series(1, {count}) g""")  # type: ignore[arg-type]
+            SELECT {ids}, {ids}, '{sequence}', 'active', now() {rows}""")
         db.execute(f"""
-            INSERT INTO deliveries (enrollment_id, contact_id, sequence_id, step_id, resend_number, resend, status,
-                                    due_at, attempts, created_at, updated_at)
-            SELECT {base} + g, {base} + g, '{sequence}', '{step}', 0, false, '{status}', {due}, 0, now(), now()
-            FROM generate_series(1, {count}) g""")  # type: ignore[arg-type]
+            INSERT INTO deliveries (enrollment_id, contact_id, sequence_id, step_id, resend_number,
+                                    resend, status, due_at, attempts, created_at, updated_at)
+            SELECT {ids}, {ids}, '{sequence}', '{step}', 0, false, '{status}', {due}, 0, now(), now()
+            {rows}""")
         for table in ("contacts", "enrollments", "deliveries"):
             db.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-            )  # type: ignore[arg-type]
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            )
         db.execute("ANALYZE")
 
 
@@ -262,7 +266,7 @@ def signups(seconds: float, rate: int) -> dict[str, float]:
     port, fake_port = free_port(), free_port()
     fake = subprocess.Popen([sys.executable, str(HERE / "fast_sendgrid.py"), str(fake_port)])
     api = subprocess.Popen(
-        [sys.executable, "-m", "drip", "api", "--port", str(port)],
+        [sys.executable, "-m", "drip", "api", "--port", str(port), "--workers", "2"],
         env=drip_env(url, fake_port, "bench-api"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
