@@ -72,7 +72,8 @@ def seed(
         db.execute(f"""
             INSERT INTO deliveries (enrollment_id, contact_id, sequence_id, step_id, resend_number,
                                     resend, status, due_at, attempts, created_at, updated_at)
-            SELECT {ids}, {ids}, '{sequence}', '{step}', 0, false, '{status}', {due}, 0, now(), now()
+            SELECT {ids}, {ids}, '{sequence}', '{step}', 0, false, '{status}', {due}, 0,
+                   now(), now()
             {rows}""")
         for table in ("contacts", "enrollments", "deliveries"):
             db.execute(
