@@ -28,6 +28,9 @@ from drip.signup.expiry import expire_unconfirmed
 
 log = structlog.get_logger(__name__)
 
+#: Seconds between looks for lost work (expired leases, unapplied events, stale signups).
+RECOVERY_INTERVAL = 5.0
+
 #: At most this many batches are claimed in one tick, so recovery runs between bursts.
 MAX_BATCHES_PER_TICK = 50
 
@@ -71,12 +74,17 @@ class Scheduler:
         self.enqueue = enqueue
         self.policy = policy
         self.clock = clock
+        self._next_recovery: datetime | None = None
 
     def tick(self) -> TickReport:
         """One pass: recover expired leases, then claim and enqueue every due row."""
         report = TickReport()
-        self._recover(report)
-        self._housekeep(report)
+        now = self.clock()
+        if self._next_recovery is None or now >= self._next_recovery:
+            # Leases are minutes long: looking for lost work every few seconds is plenty.
+            self._recover(report)
+            self._housekeep(report)
+            self._next_recovery = now + timedelta(seconds=RECOVERY_INTERVAL)
         for _ in range(MAX_BATCHES_PER_TICK):
             with self.sessions() as session, session.begin():
                 ids = claim_due_deliveries(

@@ -1,4 +1,4 @@
-"""The Dramatiq actor `drip.send_delivery`: one message carries one delivery id, nothing else.
+"""The Dramatiq actors that send: messages carry delivery ids only, up to 25 per message.
 
 Messages are at-least-once; `DeliverySender` makes a duplicate harmless. A transient
 provider failure is retried through `dramatiq.Retry` with drip's own backoff, bounded by
@@ -23,6 +23,12 @@ from drip.send.sender import DeliverySender, Outcome
 #: Name of the send actor: the contract between the scheduler and every worker.
 SEND_ACTOR = "drip.send_delivery"
 
+#: Name of the batch actor the scheduler enqueues: up to `BATCH` delivery ids per message.
+SEND_BATCH_ACTOR = "drip.send_deliveries"
+
+#: Deliveries per message: fewer messages per tick, and a failure still retries only its own.
+BATCH = 25
+
 #: The queue send messages go to.
 SEND_QUEUE = "drip.send"
 
@@ -36,20 +42,20 @@ ACTOR_OPTIONS: dict[str, Any] = {
 
 
 def enqueue_sends(broker: Broker, delivery_ids: Sequence[int]) -> None:
-    """Enqueue one `drip.send_delivery` message per id (after the claiming transaction commits).
+    """Enqueue the ids (after the claiming transaction commits), up to `BATCH` per message.
 
-    On Redis the messages of a batch go in one pipelined round trip, through the same
-    dispatch script Dramatiq's own `enqueue` runs per message.
+    On Redis the messages go in one pipelined round trip, through the same dispatch script
+    Dramatiq's own `enqueue` runs per message.
     """
     messages: list[Message[Any]] = [
         Message(
             queue_name=SEND_QUEUE,
-            actor_name=SEND_ACTOR,
-            args=(delivery_id,),
+            actor_name=SEND_BATCH_ACTOR,
+            args=(list(delivery_ids[start : start + BATCH]),),
             kwargs={},
             options={"redis_message_id": str(uuid4())},
         )
-        for delivery_id in delivery_ids
+        for start in range(0, len(delivery_ids), BATCH)
     ]
     if len(messages) > 1 and isinstance(broker, RedisBroker):
         try:
@@ -73,7 +79,7 @@ def _pipelined_enqueue(broker: RedisBroker, messages: list[Message[Any]]) -> Non
             args=[
                 "enqueue",
                 current_millis(),
-                SEND_QUEUE,
+                message.queue_name,
                 broker.broker_id,
                 broker.heartbeat_timeout,
                 broker.dead_message_ttl,
@@ -89,7 +95,8 @@ def _pipelined_enqueue(broker: RedisBroker, messages: list[Message[Any]]) -> Non
 
 
 def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], None]:
-    """Declare `drip.send_delivery` on `broker`, running `sender`."""
+    """Declare `drip.send_deliveries` (the scheduler's batches) and `drip.send_delivery` (one
+    delivery, for retries with backoff) on `broker`, both running `sender`."""
 
     def send_delivery(delivery_id: int) -> None:
         """Send one delivery; enqueue the next step when it is due at once."""
@@ -102,6 +109,37 @@ def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], N
                 f"delivery {delivery_id}: transient provider failure", delay=delay_ms
             )
 
+    def send_deliveries(delivery_ids: list[int]) -> None:
+        """Send each delivery of a batch; a transient failure is retried alone, with its backoff."""
+        following: list[int] = []
+        for delivery_id in delivery_ids:
+            result = sender.send(delivery_id)
+            if result.next_delivery is not None:
+                following.append(result.next_delivery)
+            if result.outcome is Outcome.RETRY:
+                delay_ms = int((result.retry_in or 1.0) * 1000)
+                broker.enqueue(
+                    Message(
+                        queue_name=SEND_QUEUE,
+                        actor_name=SEND_ACTOR,
+                        args=(delivery_id,),
+                        kwargs={},
+                        options={},
+                    ),
+                    delay=delay_ms,
+                )
+        if following:
+            enqueue_sends(broker, following)
+
+    if SEND_BATCH_ACTOR not in broker.actors:
+        Actor(
+            send_deliveries,
+            broker=broker,
+            actor_name=SEND_BATCH_ACTOR,
+            queue_name=SEND_QUEUE,
+            priority=0,
+            options=dict(ACTOR_OPTIONS),
+        )
     return Actor(
         send_delivery,
         broker=broker,
