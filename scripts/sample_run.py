@@ -1,6 +1,6 @@
 """Run the sample series for 40 subscribers over thirty simulated days, for demos and notes.
 
-Usage: python scripts/sample_run.py postgresql://postgres@127.0.0.1:5432/drip_sample
+Usage: python scripts/sample_run.py postgresql://postgres@127.0.0.1:5432/drip_sample [DAYS]
 
 Every email goes through the real state machine (scheduler claim, sender, planner) to a
 fake SendGrid on loopback that validates each body against SendGrid's schema; the clock
@@ -32,7 +32,7 @@ from drip.testing.fake_sendgrid import FakeSendGrid
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "sendgrid" / "mail_send.schema.json"
 
 
-def main(database_url: str) -> None:
+def main(database_url: str, days: int = 30) -> None:
     upgrade_database(database_url)
     fake = FakeSendGrid(SHARED).start()
     settings = Settings(
@@ -66,7 +66,7 @@ def main(database_url: str) -> None:
                 queue_lease=60,
             )
     seen = 0
-    for _ in range(24 * 30):  # hour by hour for 30 days
+    for _ in range(24 * days):  # hour by hour
         scheduler = runtime.scheduler()
         scheduler.clock = runtime.sender.clock
         claimed: list[int] = []
@@ -128,4 +128,7 @@ def main(database_url: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "postgresql://postgres@127.0.0.1:5432/drip_sample")
+    main(
+        sys.argv[1] if len(sys.argv) > 1 else "postgresql://postgres@127.0.0.1:5432/drip_sample",
+        int(sys.argv[2]) if len(sys.argv) > 2 else 30,
+    )
