@@ -275,8 +275,9 @@ def plan(as_json: bool = typer.Option(False, "--json", help="Print JSON for scri
             f"version {impact.version or '(file removed)'}"
             f", live {', '.join(sorted(impact.live_versions)) or '-'}; {impact.active} in flight"
         )
-        if impact.added_steps:
-            console.print(f"  new steps: {', '.join(impact.added_steps)}")
+        if impact.unreached_steps:
+            reached = ", ".join(impact.unreached_steps)
+            console.print(f"  not reached by anyone yet (new, or ahead of everyone): {reached}")
         if impact.removed_steps:
             console.print(f"  steps no longer in the file: {', '.join(impact.removed_steps)}")
         if not impact.groups:

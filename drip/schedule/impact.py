@@ -60,14 +60,14 @@ class SequenceImpact:
     version: str | None
     live_versions: set[str] = field(default_factory=set)
     active: int = 0
-    added_steps: list[str] = field(default_factory=list)
+    unreached_steps: list[str] = field(default_factory=list)
     removed_steps: list[str] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(
-            self.added_steps
+            self.unreached_steps
             or self.removed_steps
             or self.version is None
             or self.live_versions - {self.version}
@@ -80,7 +80,7 @@ class SequenceImpact:
             "changed": self.changed,
             "live_versions": sorted(self.live_versions),
             "active": self.active,
-            "added_steps": self.added_steps,
+            "unreached_steps": self.unreached_steps,
             "removed_steps": self.removed_steps,
             "groups": [g.as_dict() for g in self.groups],
         }
@@ -117,7 +117,7 @@ def _impact(
         if v
     }
     file_steps = [s.id for s in sequence.steps] if sequence else []
-    impact.added_steps = [s for s in file_steps if s not in seen]
+    impact.unreached_steps = [s for s in file_steps if s not in seen]
     impact.removed_steps = sorted(seen - set(file_steps))
 
     rows = session.execute(

@@ -174,7 +174,7 @@ def test_plan_counts_people_per_step_and_their_new_next_step(story: Story) -> No
     story.edit_steps(lambda steps: [steps[0], steps[1], extra_step("bonus")])  # "third" replaced
     with story.runtime.sessions() as session:
         (impact,) = plan_changes(session, story.runtime.catalog, now=story.now)
-    assert impact.added_steps == ["bonus"]
+    assert impact.unreached_steps == ["bonus"]
     assert impact.removed_steps == ["third"]
     groups = {(g.position, g.next_step): g for g in impact.groups}
     assert groups[("welcome", "second")].people == 1
