@@ -12,7 +12,7 @@ from drip.cli.common import console, errors, load_settings, opened_runtime
 from drip.cli.output import JSON, print_json, short_time, table
 from drip.db import transaction, utcnow
 from drip.errors import UnknownSequence
-from drip.models import ContactStatus
+from drip.models import Contact, ContactStatus
 from drip.reports.timeline import contact_timeline
 from drip.signup.request import SignupRequest, normalize_email
 from drip.signup.service import enroll_contact
@@ -70,6 +70,14 @@ def enroll(
             console.print("no change: already enrolled, unsubscribed or suppressed")
 
 
+def _existing(contact: Contact | None) -> Contact:
+    """The contact, or exit 1 saying there is none."""
+    if contact is None:
+        errors.print("no contact with that address")
+        raise typer.Exit(1)
+    return contact
+
+
 def _address(email: str) -> str:
     try:
         return normalize_email(email)
@@ -83,10 +91,7 @@ def export(email: str = typer.Argument(..., help="The subscriber's address.")) -
     """Print everything stored about a contact as JSON."""
     address = _address(email)
     with opened_runtime(load_settings()) as runtime, runtime.sessions() as session:
-        contact = find_contact(session, address)
-        if contact is None:
-            errors.print("no contact with that address")
-            raise typer.Exit(1)
+        contact = _existing(find_contact(session, address))
         print(json.dumps(export_contact(session, contact), indent=2, default=str))
 
 
@@ -100,10 +105,7 @@ def forget(
     address = _address(email)
     now = utcnow()
     with opened_runtime(load_settings()) as runtime, transaction(runtime.sessions) as session:
-        contact = find_contact(session, address, lock=True)
-        if contact is None:
-            errors.print("no contact with that address")
-            raise typer.Exit(1)
+        contact = _existing(find_contact(session, address, lock=True))
         forget_contact(session, contact, now=now)
         record_audit(
             session,
@@ -126,10 +128,7 @@ def unsubscribe(
     address = _address(email)
     now = utcnow()
     with opened_runtime(load_settings()) as runtime, transaction(runtime.sessions) as session:
-        contact = find_contact(session, address, lock=True)
-        if contact is None:
-            errors.print("no contact with that address")
-            raise typer.Exit(1)
+        contact = _existing(find_contact(session, address, lock=True))
         cancelled = stop_contact(
             session,
             contact,
@@ -157,10 +156,7 @@ def show(
     """The timeline: signup, enrollments, deliveries, provider events, unsubscribe, suppression."""
     address = _address(email)
     with opened_runtime(load_settings()) as runtime, runtime.sessions() as session:
-        contact = find_contact(session, address)
-        if contact is None:
-            errors.print("no contact with that address")
-            raise typer.Exit(1)
+        contact = _existing(find_contact(session, address))
         timeline = contact_timeline(session, contact)
     if as_json:
         print_json(timeline.as_dict())

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from drip.audit import record_audit
 from drip.errors import OperationRefused
-from drip.models import Contact, Delivery, DeliveryStatus, Enrollment
-from drip.schedule.store import lease, next_resend_number
+from drip.models import Contact, Enrollment
+from drip.schedule.store import queue_off_schedule
 from drip.sequences.definition import Sequence
 
 
@@ -44,19 +44,9 @@ def resend_step(
     ).one_or_none()
     if enrollment is None:
         raise OperationRefused(f"the contact is not enrolled in {sequence.id!r}")
-    delivery = Delivery(
-        enrollment_id=enrollment.id,
-        contact_id=contact.id,
-        sequence_id=sequence.id,
-        step_id=step_id,
-        resend=True,
-        resend_number=next_resend_number(session, enrollment.id, step_id),
-        status=DeliveryStatus.QUEUED,
-        due_at=now,
-        lease_until=lease(now, queue_lease),
+    delivery_id = queue_off_schedule(
+        session, enrollment, step_id, now=now, queue_lease=queue_lease, resend=True
     )
-    session.add(delivery)
-    session.flush()
     record_audit(
         session,
         action="delivery.resend",
@@ -64,6 +54,6 @@ def resend_step(
         now=now,
         reason=reason,
         target=contact.public_id,
-        details={"delivery_id": delivery.id, "sequence": sequence.id, "step": step_id},
+        details={"delivery_id": delivery_id, "sequence": sequence.id, "step": step_id},
     )
-    return delivery.id
+    return delivery_id

@@ -131,6 +131,35 @@ def plan_following(
     return delivery.id if delivery is not None and delivery.lease_until is not None else None
 
 
+def queue_off_schedule(
+    session: Session,
+    enrollment: Enrollment,
+    step_id: str,
+    *,
+    now: datetime,
+    queue_lease: float,
+    resend: bool,
+) -> int:
+    """Queue a delivery outside the planned line (a confirmation, a resend), due at once.
+
+    Returns its id for the caller to enqueue after commit. It never plans a next step.
+    """
+    delivery = Delivery(
+        enrollment_id=enrollment.id,
+        contact_id=enrollment.contact_id,
+        sequence_id=enrollment.sequence_id,
+        step_id=step_id,
+        resend=resend,
+        resend_number=next_resend_number(session, enrollment.id, step_id),
+        status=DeliveryStatus.QUEUED,
+        due_at=now,
+        lease_until=lease(now, queue_lease),
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery.id
+
+
 def next_resend_number(session: Session, enrollment_id: int, step_id: str) -> int:
     """The number a new row for a step takes: 0, or one more than its rows so far."""
     highest = session.scalar(

@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drip.models import ContactStatus, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
-from drip.schedule.store import lease, next_resend_number, plan_following, progress
+from drip.models import ContactStatus, Enrollment, EnrollmentStatus
+from drip.schedule.store import plan_following, progress, queue_off_schedule
 from drip.sequences.definition import Sequence
 from drip.unsubscribe.service import lock_contact
 
@@ -53,20 +53,11 @@ def confirm_enrollment(
     received, _ = progress(session, enrollment.id)
     first = sequence.steps[0]
     if first.id in received:
-        resend = Delivery(
-            enrollment_id=enrollment.id,
-            contact_id=contact.id,
-            sequence_id=sequence.id,
-            step_id=first.id,
-            resend_number=next_resend_number(session, enrollment.id, first.id),
-            resend=True,
-            status=DeliveryStatus.QUEUED,
-            due_at=now,
-            lease_until=lease(now, queue_lease),
+        result.to_enqueue.append(
+            queue_off_schedule(
+                session, enrollment, first.id, now=now, queue_lease=queue_lease, resend=True
+            )
         )
-        session.add(resend)
-        session.flush()
-        result.to_enqueue.append(resend.id)
     nxt = plan_following(
         session,
         enrollment=enrollment,

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from drip.db import upsert_statement
-from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
+from drip.models import Contact, Enrollment, EnrollmentStatus
 from drip.models.contact import new_public_id
-from drip.schedule.store import lease, next_resend_number, schedule_next
+from drip.schedule.store import lease, queue_off_schedule, schedule_next
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import CONFIRM_STEP
 from drip.signup.request import SignupRequest, email_hash
@@ -146,16 +146,7 @@ def _request_confirmation(
     enrollment.status = EnrollmentStatus.PENDING
     enrollment.confirm_requested_at = now
     enrollment.ended_at = None
-    delivery = Delivery(
-        enrollment_id=enrollment.id,
-        contact_id=contact.id,
-        sequence_id=enrollment.sequence_id,
-        step_id=CONFIRM_STEP,
-        resend_number=next_resend_number(session, enrollment.id, CONFIRM_STEP),
-        status=DeliveryStatus.QUEUED,
-        due_at=now,
-        lease_until=lease(now, queue_lease),
+    delivery_id = queue_off_schedule(
+        session, enrollment, CONFIRM_STEP, now=now, queue_lease=queue_lease, resend=False
     )
-    session.add(delivery)
-    session.flush()
-    return SignupResult(delivery_to_enqueue=delivery.id, confirmation_sent=True)
+    return SignupResult(delivery_to_enqueue=delivery_id, confirmation_sent=True)

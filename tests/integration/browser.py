@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from drip.api.app import create_app
+from drip.render.preview import CHROMIUM_FLAGS
 from drip.runtime import Runtime
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -57,18 +58,7 @@ def chromium() -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=900,1100",
-        "--disable-dev-shm-usage",
-    ):
+    for flag in (*CHROMIUM_FLAGS, "--window-size=900,1100", "--disable-dev-shm-usage"):
         options.add_argument(flag)
     with tempfile.TemporaryDirectory() as profile:
         options.add_argument(f"--user-data-dir={profile}")
