@@ -36,25 +36,33 @@ def stop_contact(
         contact.status = status
         contact.status_reason = reason
         contact.status_changed_at = now
+    return cancel_pending(session, contact.id, reason=f"contact {status.value}: {reason}", now=now)
+
+
+def cancel_pending(
+    session: Session, contact_id: int, *, reason: str, now: datetime, sequence_id: str | None = None
+) -> int:
+    """Cancel the contact's scheduled and queued deliveries and end its open enrollments
+    (of one sequence, or all); return how many deliveries were cancelled."""
+    deliveries = [
+        Delivery.contact_id == contact_id,
+        Delivery.status.in_([DeliveryStatus.SCHEDULED, DeliveryStatus.QUEUED]),
+    ]
+    enrollments = [
+        Enrollment.contact_id == contact_id,
+        Enrollment.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]),
+    ]
+    if sequence_id is not None:
+        deliveries.append(Delivery.sequence_id == sequence_id)
+        enrollments.append(Enrollment.sequence_id == sequence_id)
     cancelled: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Delivery)
-        .where(
-            Delivery.contact_id == contact.id,
-            Delivery.status.in_([DeliveryStatus.SCHEDULED, DeliveryStatus.QUEUED]),
-        )
-        .values(
-            status=DeliveryStatus.CANCELLED,
-            lease_until=None,
-            updated_at=now,
-            error=f"contact {status.value}: {reason}",
-        )
+        .where(*deliveries)
+        .values(status=DeliveryStatus.CANCELLED, lease_until=None, updated_at=now, error=reason)
     )
     session.execute(
         update(Enrollment)
-        .where(
-            Enrollment.contact_id == contact.id,
-            Enrollment.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]),
-        )
+        .where(*enrollments)
         .values(status=EnrollmentStatus.CANCELLED, ended_at=now)
     )
     return int(cancelled.rowcount or 0)
@@ -80,27 +88,11 @@ def leave_sequence(session: Session, public_id: str, sequence_id: str, *, now: d
     contact = lock_contact(session, public_id=public_id)
     if contact is None:
         return False
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.contact_id == contact.id,
-            Delivery.sequence_id == sequence_id,
-            Delivery.status.in_([DeliveryStatus.SCHEDULED, DeliveryStatus.QUEUED]),
-        )
-        .values(
-            status=DeliveryStatus.CANCELLED,
-            lease_until=None,
-            updated_at=now,
-            error="left the sequence by the unsubscribe page",
-        )
-    )
-    session.execute(
-        update(Enrollment)
-        .where(
-            Enrollment.contact_id == contact.id,
-            Enrollment.sequence_id == sequence_id,
-            Enrollment.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]),
-        )
-        .values(status=EnrollmentStatus.CANCELLED, ended_at=now)
+    cancel_pending(
+        session,
+        contact.id,
+        reason="left the sequence by the unsubscribe page",
+        now=now,
+        sequence_id=sequence_id,
     )
     return True
