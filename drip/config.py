@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     ambiguous_wait: float = Field(default=900.0, gt=0)
     #: Emails per second across all workers (shared through Redis); 0 means no limit.
     send_rate: float = Field(default=0.0, ge=0)
+    #: Emails of one batch in flight at once, per worker process.
+    send_concurrency: int = Field(default=8, gt=0, le=64)
     send_max_attempts: int = Field(default=8, gt=0)
     send_min_backoff: float = Field(default=1.0, gt=0)
     send_max_backoff: float = Field(default=300.0, gt=0)

@@ -76,6 +76,7 @@ class Runtime:
         )
 
     def close(self) -> None:
+        self.sender.close()
         self.transport.close()
         self.broker.close()
         self.engine.dispose()
@@ -118,6 +119,7 @@ def build_runtime(
         )
         if settings.send_rate
         else None,
+        concurrency=settings.send_concurrency,
     )
     runtime = Runtime(
         settings=settings,

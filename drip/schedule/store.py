@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,29 +20,41 @@ def contact_zone(contact: Contact, sequence: Sequence) -> ZoneInfo:
     return ZoneInfo(contact.timezone or sequence.timezone)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Progress:
     """Where an enrollment stands: steps passed (sent, or skipped as too late), when the last
     email went, and the highest row number each step has (for a new row of that step)."""
 
-    passed: set[str]
-    last_sent: datetime | None
-    highest: dict[str, int]
+    passed: set[str] = field(default_factory=set)
+    last_sent: datetime | None = None
+    highest: dict[str, int] = field(default_factory=dict)
 
 
 def read_progress(session: Session, enrollment_id: int) -> Progress:
     """An enrollment's progress, in one query."""
+    return read_progress_many(session, [enrollment_id])[enrollment_id]
+
+
+def read_progress_many(session: Session, enrollment_ids: Iterable[int]) -> dict[int, Progress]:
+    """The progress of each enrollment, in one query for all of them."""
+    found = {enrollment_id: Progress() for enrollment_id in enrollment_ids}
     rows = session.execute(
-        select(Delivery.step_id, Delivery.status, Delivery.sent_at, Delivery.resend_number).where(
-            Delivery.enrollment_id == enrollment_id
-        )
+        select(
+            Delivery.enrollment_id,
+            Delivery.step_id,
+            Delivery.status,
+            Delivery.sent_at,
+            Delivery.resend_number,
+        ).where(Delivery.enrollment_id.in_(list(found)))
     ).all()
-    passed = {r[0] for r in rows if r[1] in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED)}
-    sent_times = [r[2] for r in rows if r[1] is DeliveryStatus.SENT and r[2] is not None]
-    highest: dict[str, int] = {}
-    for step_id, _, _, number in rows:
-        highest[step_id] = max(highest.get(step_id, -1), number)
-    return Progress(passed, max(sent_times, default=None), highest)
+    for enrollment_id, step_id, status, sent_at, number in rows:
+        current = found[enrollment_id]
+        if status in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED):
+            current.passed.add(step_id)
+        if status is DeliveryStatus.SENT and sent_at is not None:
+            current.last_sent = max(current.last_sent or sent_at, sent_at)
+        current.highest[step_id] = max(current.highest.get(step_id, -1), number)
+    return found
 
 
 def progress(session: Session, enrollment_id: int) -> tuple[set[str], datetime | None]:
@@ -62,12 +75,15 @@ def schedule_next(
     now: datetime | None = None,
     fresh: bool = False,
     highest: dict[str, int] | None = None,
+    flush: bool = True,
 ) -> Delivery | None:
     """Plan the enrollment's next step after `after`, or complete the enrollment.
 
     `fresh` says the enrollment was created in this transaction, so it has no rows yet.
     With `queue_now_until`, a step already due at `now` is inserted straight as queued
     (leased until then) so the caller can enqueue it after commit without a scheduler tick.
+    Without `flush`, the row is only added to the session: the caller flushes (and so
+    inserts many rows in one statement) before reading its id.
     """
     step = next_step(sequence, received)
     if step is None:
@@ -92,8 +108,59 @@ def schedule_next(
         delivery.status = DeliveryStatus.QUEUED
         delivery.lease_until = queue_now_until
     session.add(delivery)
-    session.flush()
+    if flush:
+        session.flush()
     return delivery
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A request to plan what follows an enrollment's latest send: `sent_step` and `sent_at`
+    name a send the caller's transaction has just recorded; without them the delay counts
+    from the last recorded send (or the enrollment)."""
+
+    enrollment: Enrollment
+    contact: Contact
+    sequence: Sequence
+    sent_step: str | None = None
+    sent_at: datetime | None = None
+
+
+def plan_many(
+    session: Session, requests: list[FollowUp], *, now: datetime, queue_lease: float
+) -> list[int | None]:
+    """Plan what follows each request, in order: one progress read and one INSERT for all.
+
+    Returns, per request, the id of a delivery due at once (queued, for the caller to
+    enqueue after commit), else None.
+    """
+    if not requests:
+        return []
+    progress_of = read_progress_many(session, {r.enrollment.id for r in requests})
+    planned: list[Delivery | None] = []
+    for request in requests:
+        current = progress_of[request.enrollment.id]
+        if request.sent_step is not None:
+            current.passed.add(request.sent_step)
+        if request.sent_at is not None:
+            current.last_sent = max(current.last_sent or request.sent_at, request.sent_at)
+        delivery = schedule_next(
+            session,
+            enrollment=request.enrollment,
+            contact=request.contact,
+            sequence=request.sequence,
+            after=request.sent_at or current.last_sent or request.enrollment.enrolled_at,
+            received=set(current.passed),
+            queue_now_until=lease(now, queue_lease),
+            now=now,
+            highest=current.highest,
+            flush=False,
+        )
+        if delivery is not None:
+            current.highest[delivery.step_id] = delivery.resend_number
+        planned.append(delivery)
+    session.flush()
+    return [d.id if d is not None and d.lease_until is not None else None for d in planned]
 
 
 def plan_following(
@@ -107,28 +174,14 @@ def plan_following(
     sent_step: str | None = None,
     sent_at: datetime | None = None,
 ) -> int | None:
-    """Plan what follows the enrollment's latest send; return the id of a delivery due at once.
-
-    `sent_step` and `sent_at` name a send this transaction has just recorded; without
-    them the delay counts from the last recorded send (or the enrollment).
-    """
-    current = read_progress(session, enrollment.id)
-    received = set(current.passed)
-    if sent_step is not None:
-        received.add(sent_step)
-    after = sent_at or current.last_sent or enrollment.enrolled_at
-    delivery = schedule_next(
+    """Plan what follows one enrollment's latest send (see `FollowUp`); return the id of a
+    delivery due at once."""
+    return plan_many(
         session,
-        enrollment=enrollment,
-        contact=contact,
-        sequence=sequence,
-        after=after,
-        received=received,
-        queue_now_until=lease(now, queue_lease),
+        [FollowUp(enrollment, contact, sequence, sent_step, sent_at)],
         now=now,
-        highest=current.highest,
-    )
-    return delivery.id if delivery is not None and delivery.lease_until is not None else None
+        queue_lease=queue_lease,
+    )[0]
 
 
 def queue_off_schedule(

@@ -110,12 +110,10 @@ def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], N
             )
 
     def send_deliveries(delivery_ids: list[int]) -> None:
-        """Send each delivery of a batch; a transient failure is retried alone, with its backoff."""
-        following: list[int] = []
-        for delivery_id in delivery_ids:
-            result = sender.send(delivery_id)
-            if result.next_delivery is not None:
-                following.append(result.next_delivery)
+        """Send a batch; a transient failure is retried alone, with its own backoff."""
+        results = sender.send_batch(delivery_ids)
+        following = [r.next_delivery for r in results.values() if r.next_delivery is not None]
+        for delivery_id, result in results.items():
             if result.outcome is Outcome.RETRY:
                 delay_ms = int((result.retry_in or 1.0) * 1000)
                 broker.enqueue(

@@ -1,21 +1,26 @@
-"""Send one delivery, exactly once: the state machine of `drip.models.delivery`.
+"""Send deliveries, exactly once, a batch at a time: the state machine of
+`drip.models.delivery`, with one statement per batch where it used to be one per email.
 
-1. Claim: `queued -> sending` by a conditional UPDATE, committed before the provider call
-   so a crash leaves a visible `sending` row for the scheduler to resolve. Whoever loses
-   the race (a duplicate message, a second worker) gets `NOT_MINE` and does nothing.
-2. Guard: a second transaction locks the contact row for share (PostgreSQL) and
-   re-checks at send time that the contact is subscribed, the enrollment active and the
-   step still in the file. An unsubscribe locks the same row for update, so it waits for
-   a send in flight and every later send sees it: nothing leaves after its answer.
-3. Send, then in the same guard transaction: `sending -> sent` with the provider's id,
-   and the next step planned from the current sequence file.
+1. Claim: `queued -> sending` by one conditional UPDATE for the batch, committed before
+   any provider call, so a crash leaves visible `sending` rows for the scheduler to
+   resolve. A row someone else claimed first (a duplicate message, a second worker) is
+   `NOT_MINE` and left alone.
+2. Guard: a second transaction locks the batch's contacts for share (PostgreSQL, in id
+   order) and re-checks at send time that each contact is subscribed, the enrollment
+   active and the step still in the file. An unsubscribe locks its contact's row for
+   update, so it waits for a batch in flight and every later send sees it: nothing leaves
+   after its answer.
+3. Send the batch's emails (concurrently), then in the same guard transaction move every
+   row out of `sending` with one UPDATE (`sent` with the provider's id, or why not), and
+   plan each enrollment's next step from the current sequence file with one read and one
+   INSERT. A transient failure goes back to `queued` with its backoff; an answer lost
+   after the request went out leaves the row in `sending` for the provider's event.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -25,13 +30,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.db import is_postgresql, utcnow
 from drip.errors import (
-    AmbiguousSendError,
     PermanentSendError,
     RenderError,
+    SendError,
     Throttled,
     TransientSendError,
 )
-from drip.metrics import DELIVERIES, PROVIDER_LATENCY
+from drip.metrics import DELIVERIES
 from drip.models import (
     Contact,
     Delivery,
@@ -41,10 +46,12 @@ from drip.models import (
     SequenceState,
 )
 from drip.render.renderer import TemplateContact
-from drip.schedule.store import lease, plan_following
+from drip.schedule.store import FollowUp, lease, plan_many
+from drip.send import rows
 from drip.send.backoff import compute_backoff
 from drip.send.message import OutgoingEmail, build_email
 from drip.send.throttle import SendThrottle
+from drip.send.transmit import Answer, Transmitter
 from drip.send.transports.base import Transport
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
 from drip.sequences.definition import CONFIRM_STEP, Step
@@ -84,6 +91,25 @@ class SendResult:
     next_delivery: int | None = None
 
 
+@dataclass
+class _Batch:
+    """What one guard transaction decided: the rows to finish, and the plans to make for
+    those whose finish is recorded."""
+
+    finishes: dict[int, dict[str, object]] = field(default_factory=dict)
+    follow_ups: dict[int, FollowUp] = field(default_factory=dict)
+    results: dict[int, SendResult] = field(default_factory=dict)
+
+    def end(
+        self, delivery_id: int, result: SendResult, status: DeliveryStatus, **values: object
+    ) -> None:
+        self.results[delivery_id] = result
+        self.finishes[delivery_id] = {"status": status, **values}
+
+    def then_plan(self, delivery_id: int, follow_up: FollowUp) -> None:
+        self.follow_ups[delivery_id] = follow_up
+
+
 class DeliverySender:
     def __init__(
         self,
@@ -95,126 +121,187 @@ class DeliverySender:
         policy: SendPolicy,
         clock: Callable[[], datetime] = utcnow,
         throttle: SendThrottle | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.throttle = throttle
         self.sessions = sessions
         self.catalog = catalog
         self.transport = transport
+        self.transmitter = Transmitter(transport, throttle=throttle, concurrency=concurrency)
         self.links = links
         self.policy = policy
         self.clock = clock
 
     def send(self, delivery_id: int) -> SendResult:
         """Run the state machine for one delivery; safe to call any number of times."""
-        delivery = self._claim(delivery_id)
-        if delivery is None:
-            return SendResult(Outcome.NOT_MINE)
-        result = self._send_claimed(delivery)
-        DELIVERIES.labels(delivery.sequence_id, delivery.step_id, result.outcome.value).inc()
-        return result
+        return self.send_batch([delivery_id])[delivery_id]
 
-    def _send_claimed(self, delivery: Delivery) -> SendResult:
-        delivery_id = delivery.id
-        bound = log.bind(
-            delivery_id=delivery_id,
-            contact_id=delivery.contact_id,
-            sequence=delivery.sequence_id,
-            step=delivery.step_id,
-        )
+    def send_batch(self, delivery_ids: Sequence[int]) -> dict[int, SendResult]:
+        """Run the state machine for each delivery; safe to call any number of times."""
+        ids = list(dict.fromkeys(delivery_ids))
         with self.sessions() as session, session.begin():
-            # One round trip for the send-time facts: the contact (locked for share), its
-            # enrollment, and whether the sequence is paused.
-            query = (
-                select(Contact, Enrollment, SequenceState.sequence_id)
-                .join(Enrollment, Enrollment.contact_id == Contact.id)
-                .outerjoin(SequenceState, SequenceState.sequence_id == Enrollment.sequence_id)
-                .where(Contact.id == delivery.contact_id, Enrollment.id == delivery.enrollment_id)
-            )
-            if is_postgresql(session.get_bind()):  # type: ignore[arg-type]
-                query = query.with_for_update(read=True, of=Contact)
-            contact, enrollment, paused = session.execute(query).one()
-            checked = self._check(
-                session, delivery, contact, enrollment, bound, paused=paused is not None
-            )
-            if isinstance(checked, SendResult):
-                return checked
-            loaded, step = checked
-            try:
-                email = self._compose(delivery, contact, loaded, step)
-            except RenderError as exc:
-                self._finish(session, delivery_id, DeliveryStatus.FAILED, error=f"render: {exc}")
-                bound.warning("send.render_failed", error=str(exc))
-                return SendResult(Outcome.FAILED)
-            started = time.perf_counter()
-            try:
-                if self.throttle is not None:
-                    self.throttle.acquire()
-                message_id = self.transport.send(email)
-            except TransientSendError as exc:
-                return self._transient(session, delivery, exc, bound)
-            except AmbiguousSendError as exc:
-                # Stay in `sending`: the scheduler settles the row from the provider's
-                # `processed` event, or applies DRIP_AMBIGUOUS_POLICY once the wait is over.
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
-                    .values(
-                        lease_until=lease(self.clock(), self.policy.ambiguous_wait),
-                        error=f"outcome unknown, waiting for the provider's event: {exc}",
+            claimed = rows.claim(session, ids, now=self.clock(), send_lease=self.policy.send_lease)
+        results = {delivery_id: SendResult(Outcome.NOT_MINE) for delivery_id in ids}
+        if claimed:
+            results.update(self._send_claimed(claimed))
+        for delivery in claimed:
+            outcome = results[delivery.id].outcome.value
+            DELIVERIES.labels(delivery.sequence_id, delivery.step_id, outcome).inc()
+        return results
+
+    def close(self) -> None:
+        self.transmitter.close()
+
+    def _send_claimed(self, claimed: list[Delivery]) -> dict[int, SendResult]:
+        batch = _Batch()
+        with self.sessions() as session, session.begin():
+            facts = self._facts(session, claimed)
+            outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail]] = []
+            for delivery in claimed:
+                bound = _bound(delivery)
+                found = facts.get(delivery.enrollment_id)
+                if found is None:
+                    batch.end(
+                        delivery.id,
+                        SendResult(Outcome.CANCELLED),
+                        DeliveryStatus.CANCELLED,
+                        error="the enrollment no longer exists",
                     )
-                )
-                bound.warning("send.ambiguous", error=str(exc))
-                return SendResult(Outcome.AMBIGUOUS)
-            except PermanentSendError as exc:
-                self._finish(session, delivery_id, DeliveryStatus.FAILED, error=str(exc))
-                bound.warning("send.refused", error=str(exc))
-                return SendResult(Outcome.FAILED)
-            PROVIDER_LATENCY.labels(type(self.transport).__name__).observe(
-                time.perf_counter() - started
+                    continue
+                contact, enrollment, paused = found
+                checked = self._check(batch, delivery, contact, enrollment, bound, paused=paused)
+                if checked is None:
+                    continue
+                loaded, step = checked
+                try:
+                    email = self._compose(delivery, contact, loaded, step)
+                except RenderError as exc:
+                    batch.end(
+                        delivery.id,
+                        SendResult(Outcome.FAILED),
+                        DeliveryStatus.FAILED,
+                        error=f"render: {exc}",
+                    )
+                    bound.warning("send.render_failed", error=str(exc))
+                    continue
+                outgoing.append((delivery, loaded, email))
+            answers = self.transmitter.send_all([email for _, _, email in outgoing])
+            for (delivery, loaded, _), answer in zip(outgoing, answers, strict=True):
+                contact, enrollment, _ = facts[delivery.enrollment_id]
+                self._settle(session, batch, delivery, contact, enrollment, loaded, answer)
+            return self._record(session, batch)
+
+    def _facts(
+        self, session: Session, claimed: list[Delivery]
+    ) -> dict[int, tuple[Contact, Enrollment, bool]]:
+        """The send-time facts of every claimed delivery in one round trip: the contact
+        (locked for share, in id order), its enrollment, and whether the sequence is paused."""
+        query = (
+            select(Contact, Enrollment, SequenceState.sequence_id)
+            .join(Enrollment, Enrollment.contact_id == Contact.id)
+            .outerjoin(SequenceState, SequenceState.sequence_id == Enrollment.sequence_id)
+            .where(Enrollment.id.in_({d.enrollment_id for d in claimed}))
+            .order_by(Contact.id)
+        )
+        if is_postgresql(session.get_bind()):  # type: ignore[arg-type]
+            query = query.with_for_update(read=True, of=Contact)
+        return {
+            enrollment.id: (contact, enrollment, paused is not None)
+            for contact, enrollment, paused in session.execute(query)
+        }
+
+    def _settle(
+        self,
+        session: Session,
+        batch: _Batch,
+        delivery: Delivery,
+        contact: Contact,
+        enrollment: Enrollment,
+        loaded: LoadedSequence,
+        answer: Answer,
+    ) -> None:
+        """Decide a delivery's outcome from the provider's answer."""
+        bound = _bound(delivery)
+        if isinstance(answer, TransientSendError):
+            self._transient(session, batch, delivery, answer, bound)
+        elif isinstance(answer, PermanentSendError):
+            batch.end(
+                delivery.id, SendResult(Outcome.FAILED), DeliveryStatus.FAILED, error=str(answer)
             )
+            bound.warning("send.refused", error=str(answer))
+        elif isinstance(answer, SendError):
+            # Stay in `sending`: the scheduler settles the row from the provider's
+            # `processed` event, or applies DRIP_AMBIGUOUS_POLICY once the wait is over.
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.SENDING)
+                .values(
+                    lease_until=lease(self.clock(), self.policy.ambiguous_wait),
+                    error=f"outcome unknown, waiting for the provider's event: {answer}",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            batch.results[delivery.id] = SendResult(Outcome.AMBIGUOUS)
+            bound.warning("send.ambiguous", error=str(answer))
+        else:
             sent_at = self.clock()
-            recorded = self._finish(
-                session,
-                delivery_id,
+            batch.end(
+                delivery.id,
+                SendResult(Outcome.SENT),
                 DeliveryStatus.SENT,
                 sent_at=sent_at,
-                provider_message_id=message_id,
+                provider_message_id=answer,
                 sequence_version=loaded.version,
+                error=None,
             )
-            bound.info("send.sent", provider_message_id=message_id)
-            if not recorded:
-                # The lease ran out mid-call and the scheduler took the row over: it plans.
-                bound.warning("send.lease_lost")
-                return SendResult(Outcome.SENT)
-            if delivery.resend or delivery.step_id == CONFIRM_STEP:
-                return SendResult(Outcome.SENT)  # off the main line: plans nothing
-            nxt = self._plan_next(
-                session, enrollment, contact, loaded, sent_at, also_received=delivery.step_id
-            )
-            return SendResult(Outcome.SENT, next_delivery=nxt)
+            bound.info("send.sent", provider_message_id=answer)
+            if not delivery.resend and delivery.step_id != CONFIRM_STEP:  # else: off the line
+                batch.then_plan(
+                    delivery.id,
+                    FollowUp(enrollment, contact, loaded.definition, delivery.step_id, sent_at),
+                )
+
+    def _record(self, session: Session, batch: _Batch) -> dict[int, SendResult]:
+        """Finish the batch's rows in one UPDATE, then plan what follows those recorded."""
+        recorded = rows.finish(session, batch.finishes, now=self.clock())
+        for delivery_id in batch.finishes.keys() - recorded:
+            # The lease ran out mid-call and the scheduler took the row over: it plans.
+            log.warning("send.lease_lost", delivery_id=delivery_id)
+        planned = [(i, f) for i, f in batch.follow_ups.items() if i in recorded]
+        following = plan_many(
+            session,
+            [follow_up for _, follow_up in planned],
+            now=self.clock(),
+            queue_lease=self.policy.queue_lease,
+        )
+        for (delivery_id, _), nxt in zip(planned, following, strict=True):
+            batch.results[delivery_id] = replace(batch.results[delivery_id], next_delivery=nxt)
+        return batch.results
 
     def _check(
         self,
-        session: Session,
+        batch: _Batch,
         delivery: Delivery,
         contact: Contact,
         enrollment: Enrollment,
         bound: structlog.typing.FilteringBoundLogger,
         *,
         paused: bool,
-    ) -> SendResult | tuple[LoadedSequence, Step]:
-        """The send-time checks: what to send, or the result that ends this delivery here."""
+    ) -> tuple[LoadedSequence, Step] | None:
+        """The send-time checks: what to send, or None when `batch` now ends the delivery."""
         confirming = delivery.step_id == CONFIRM_STEP
         stop = self._stop_reason(contact, enrollment, confirming=confirming, resend=delivery.resend)
         if stop is not None:
-            self._finish(session, delivery.id, DeliveryStatus.CANCELLED, error=stop)
+            batch.end(
+                delivery.id, SendResult(Outcome.CANCELLED), DeliveryStatus.CANCELLED, error=stop
+            )
             bound.info("send.cancelled", reason=stop)
-            return SendResult(Outcome.CANCELLED)
+            return None
         if not confirming and paused:
             # Paused after the claim: back to the schedule, sent (or skipped) on resume.
-            self._finish(session, delivery.id, DeliveryStatus.SCHEDULED, error=None)
+            batch.end(delivery.id, SendResult(Outcome.PAUSED), DeliveryStatus.SCHEDULED, error=None)
             bound.info("send.paused")
-            return SendResult(Outcome.PAUSED)
+            return None
         loaded = self.catalog.get(delivery.sequence_id)
         step = (
             loaded.definition.confirmation_step()
@@ -222,46 +309,32 @@ class DeliverySender:
             else loaded.definition.step(delivery.step_id)
         )
         if step is None:
-            self._finish(
-                session,
+            batch.end(
                 delivery.id,
+                SendResult(Outcome.CANCELLED),
                 DeliveryStatus.CANCELLED,
                 error="the step was removed from the sequence file",
             )
             bound.info("send.step_removed")
-            if delivery.resend:
-                return SendResult(Outcome.CANCELLED)
-            nxt = self._plan_next(session, enrollment, contact, loaded, None)
-            return SendResult(Outcome.CANCELLED, next_delivery=nxt)
+            if not delivery.resend:
+                batch.then_plan(delivery.id, FollowUp(enrollment, contact, loaded.definition))
+            return None
         now = self.clock()
         late = now - delivery.due_at
         if step.max_lateness is not None and not delivery.resend and late > step.max_lateness:
             late_text = format_delay(timedelta(seconds=int(late.total_seconds())))
-            self._finish(
-                session,
+            batch.end(
                 delivery.id,
+                SendResult(Outcome.SKIPPED),
                 DeliveryStatus.SKIPPED,
                 error=f"{late_text} late, more than max_lateness {format_delay(step.max_lateness)}",
             )
             bound.info("send.skipped_late", late=late_text)
-            nxt = self._plan_next(session, enrollment, contact, loaded, now, also_received=step.id)
-            return SendResult(Outcome.SKIPPED, next_delivery=nxt)
+            batch.then_plan(
+                delivery.id, FollowUp(enrollment, contact, loaded.definition, step.id, now)
+            )
+            return None
         return loaded, step
-
-    def _claim(self, delivery_id: int) -> Delivery | None:
-        now = self.clock()
-        with self.sessions() as session, session.begin():
-            return session.scalars(
-                update(Delivery)
-                .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.QUEUED)
-                .values(
-                    status=DeliveryStatus.SENDING,
-                    attempts=Delivery.attempts + 1,
-                    lease_until=lease(now, self.policy.send_lease),
-                    updated_at=now,
-                )
-                .returning(Delivery)
-            ).one_or_none()
 
     def _stop_reason(
         self, contact: Contact, enrollment: Enrollment, *, confirming: bool, resend: bool
@@ -319,24 +392,26 @@ class DeliverySender:
     def _transient(
         self,
         session: Session,
+        batch: _Batch,
         delivery: Delivery,
         exc: TransientSendError,
-        bound: structlog.BoundLogger,
-    ) -> SendResult:
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        """Back to `queued` with a backoff, or `failed` once the attempts are spent."""
         throttled = isinstance(exc, Throttled)
         if exc.retry_after and self.throttle is not None and not throttled:
             self.throttle.pause(exc.retry_after)
         # A send held back by the throttle never reached the provider: no attempt is spent.
         attempts = delivery.attempts - 1 if throttled else delivery.attempts
         if attempts >= self.policy.max_attempts:
-            self._finish(
-                session,
+            batch.end(
                 delivery.id,
+                SendResult(Outcome.FAILED),
                 DeliveryStatus.FAILED,
                 error=f"gave up after {attempts} attempts: {exc}",
             )
             bound.warning("send.gave_up", attempts=attempts, error=str(exc))
-            return SendResult(Outcome.FAILED)
+            return
         delay = compute_backoff(
             attempts,
             minimum=self.policy.min_backoff,
@@ -355,37 +430,16 @@ class DeliverySender:
                 lease_until=lease(now, delay + self.policy.queue_lease),
                 attempts=attempts,
             )
+            .execution_options(synchronize_session=False)
         )
         bound.info("send.retry", attempts=attempts, retry_in=round(delay, 3), error=str(exc))
-        return SendResult(Outcome.RETRY, retry_in=delay)
+        batch.results[delivery.id] = SendResult(Outcome.RETRY, retry_in=delay)
 
-    def _finish(
-        self, session: Session, delivery_id: int, status: DeliveryStatus, **values: object
-    ) -> bool:
-        """Move the row out of `sending`; False if something else moved it first."""
-        result = session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING)
-            .values(status=status, lease_until=None, updated_at=self.clock(), **values)
-        )
-        return bool(getattr(result, "rowcount", 0))
 
-    def _plan_next(
-        self,
-        session: Session,
-        enrollment: Enrollment,
-        contact: Contact,
-        loaded: LoadedSequence,
-        after: datetime | None,
-        also_received: str | None = None,
-    ) -> int | None:
-        return plan_following(
-            session,
-            enrollment=enrollment,
-            contact=contact,
-            sequence=loaded.definition,
-            now=self.clock(),
-            queue_lease=self.policy.queue_lease,
-            sent_step=also_received,
-            sent_at=after,
-        )
+def _bound(delivery: Delivery) -> structlog.typing.FilteringBoundLogger:
+    return log.bind(  # type: ignore[no-any-return]
+        delivery_id=delivery.id,
+        contact_id=delivery.contact_id,
+        sequence=delivery.sequence_id,
+        step=delivery.step_id,
+    )
