@@ -1,8 +1,10 @@
 """SendGrid v3 Mail Send over a pooled keep-alive HTTP client.
 
 The request body is built with the official `sendgrid` library's Mail helpers; the
-library's own HTTP client opens a connection per request, so the body is posted with
-an httpx client that keeps connections alive. Outcomes:
+library's own HTTP client opens a connection per request, so the body is posted through
+a urllib3 connection pool that keeps connections alive. (Measured against httpx on the
+same loopback provider: 0.30 against 0.59 ms of CPU and 0.38 against 1.91 ms of wall time
+per request; see docs/performance.md.) Outcomes:
 
 - 202: sent; the `X-Message-Id` header is the provider's message id.
 - 429: transient; retry after `X-RateLimit-Reset` (epoch seconds) when given.
@@ -14,17 +16,29 @@ an httpx client that keeps connections alive. Outcomes:
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import urllib3
 from sendgrid.helpers.mail import CustomArg, From, Header, Mail, ReplyTo, To
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    EmptyPoolError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+)
 
 from drip.errors import AmbiguousSendError, PermanentSendError, TransientSendError
 from drip.send.message import OutgoingEmail
 
 #: Path of the Mail Send endpoint below the configured host.
 MAIL_SEND_PATH = "/v3/mail/send"
+
+#: Failures that happen before a byte of the request left: nothing was sent.
+NOT_SENT = (ConnectTimeoutError, NewConnectionError, NameResolutionError, EmptyPoolError)
 
 
 def build_payload(email: OutgoingEmail) -> dict[str, Any]:
@@ -46,30 +60,30 @@ def build_payload(email: OutgoingEmail) -> dict[str, Any]:
     return payload
 
 
-def provider_error_text(response: httpx.Response) -> str:
+def provider_error_text(status: int, body: bytes) -> str:
     """The provider's own words for a refusal, e.g. `400: The from address does not match...`."""
     try:
-        errors = response.json().get("errors") or []
+        errors = json.loads(body).get("errors") or []
         messages = [
             f"{e.get('message')}" + (f" (field {e['field']})" if e.get("field") else "")
             for e in errors
         ]
         if messages:
-            return f"{response.status_code}: " + "; ".join(messages)
-    except (json.JSONDecodeError, AttributeError):
+            return f"{status}: " + "; ".join(messages)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         pass
-    return f"{response.status_code}: {response.text[:500]}"
+    return f"{status}: {body[:500].decode('utf-8', 'replace')}"
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """Seconds until the rate limit resets, from `X-RateLimit-Reset` or `Retry-After`."""
-    reset = response.headers.get("X-RateLimit-Reset")
+    reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:
             return max(float(reset) - time.time(), 0.0)
         except ValueError:
             pass
-    retry_after = response.headers.get("Retry-After")
+    retry_after = headers.get("Retry-After")
     if retry_after:
         try:
             return max(float(retry_after), 0.0)
@@ -80,33 +94,51 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 class SendGridTransport:
     def __init__(self, *, api_key: str, host: str, timeout: float, pool_size: int = 20) -> None:
-        self.client = httpx.Client(
-            base_url=host.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "drip"},
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+        # `block`: a request waits (up to the timeout) for a free connection rather than
+        # opening one past the pool, so the pool is exactly the connections kept alive.
+        self.pool = urllib3.connection_from_url(
+            host.rstrip("/"),
+            maxsize=pool_size,
+            block=True,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": "drip",
+                "Content-Type": "application/json",
+            },
         )
+        self.timeout = timeout
 
     def send(self, email: OutgoingEmail) -> str:
+        body = json.dumps(build_payload(email), separators=(",", ":")).encode()
         try:
-            response = self.client.post(MAIL_SEND_PATH, json=build_payload(email))
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # Nothing was sent: safe to retry.
+            response = self.pool.urlopen(
+                "POST",
+                MAIL_SEND_PATH,
+                body=body,
+                retries=False,
+                redirect=False,
+                pool_timeout=math.ceil(self.timeout),  # whole seconds in urllib3's types
+            )
+        except NOT_SENT as exc:
             raise TransientSendError(f"SendGrid unreachable: {exc!r}") from exc
-        except httpx.TransportError as exc:
+        except HTTPError as exc:
             # The request went out and the answer was lost (read timeout, reset, broken
             # response): SendGrid may have accepted it, and it has no idempotency key.
             raise AmbiguousSendError(f"SendGrid's answer was lost: {exc!r}") from exc
-        if response.status_code == 202:
+        status = response.status
+        if status == 202:
             return str(response.headers.get("X-Message-Id", ""))
-        if response.status_code == 429:
+        if status == 429:
             raise TransientSendError(
-                f"SendGrid rate limit: {provider_error_text(response)}",
-                retry_after=retry_after_seconds(response),
+                f"SendGrid rate limit: {provider_error_text(status, response.data)}",
+                retry_after=retry_after_seconds(response.headers),
             )
-        if response.status_code >= 500:
-            raise TransientSendError(f"SendGrid error {provider_error_text(response)}")
-        raise PermanentSendError(f"SendGrid refused the message: {provider_error_text(response)}")
+        if status >= 500:
+            raise TransientSendError(f"SendGrid error {provider_error_text(status, response.data)}")
+        raise PermanentSendError(
+            f"SendGrid refused the message: {provider_error_text(status, response.data)}"
+        )
 
     def close(self) -> None:
-        self.client.close()
+        self.pool.close()
