@@ -366,6 +366,7 @@ class DeliverySender:
     ) -> OutgoingEmail:
         sequence = loaded.definition
         assert contact.email is not None  # _stop_reason refuses forgotten contacts
+        unsubscribe_url = self.links.unsubscribe_url(contact.public_id)
         rendered = self.catalog.renderer.render(
             sequence,
             step,
@@ -375,7 +376,7 @@ class DeliverySender:
                 timezone=contact.timezone,
                 attributes=dict(contact.attributes or {}),
             ),
-            unsubscribe_url=self.links.footer_unsubscribe_url(contact.public_id, sequence.id),
+            unsubscribe_url=self.links.footer_unsubscribe_url(unsubscribe_url, sequence.id),
             links=self.links.for_contact(contact.public_id, sequence, step.id),
         )
         return build_email(
@@ -384,7 +385,7 @@ class DeliverySender:
             to_name=contact.first_name,
             sender=sequence.from_,
             reply_to=sequence.reply_to,
-            unsubscribe_url=self.links.unsubscribe_url(contact.public_id),
+            unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=self.links.unsubscribe_mailto,
             custom_args={"delivery_id": str(delivery.id), "sequence": sequence.id, "step": step.id},
         )

@@ -33,6 +33,8 @@ class Links:
             links["confirm"] = f"{base}/confirm/{sequence.id}/{token}"
         return links
 
-    def footer_unsubscribe_url(self, public_id: str, sequence_id: str) -> str:
-        """The footer's link: its page offers leaving this sequence or everything."""
-        return f"{self.unsubscribe_url(public_id)}?sequence={sequence_id}"
+    @staticmethod
+    def footer_unsubscribe_url(unsubscribe_url: str, sequence_id: str) -> str:
+        """The footer's link, from the contact's `unsubscribe_url`: its page offers leaving
+        this sequence or everything."""
+        return f"{unsubscribe_url}?sequence={sequence_id}"
