@@ -40,6 +40,9 @@ def build_environment(templates_dir: Path) -> SandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # Templates are read once, when the catalog is loaded and checked: a file edited
+        # later is not sent unchecked, and no render pays a stat() per template.
+        auto_reload=False,
     )
 
 

@@ -55,6 +55,7 @@ class Renderer:
         self.postal_address = postal_address
         self.environment = build_environment(templates_dir)
         self._subjects: dict[str, Template] = {}
+        self._text_templates: dict[str, str | None] = {}
 
     def render(
         self,
@@ -106,13 +107,21 @@ class Renderer:
             compiled = self._subjects[source] = self.environment.from_string(source)
         return compiled
 
+    def _text_template(self, template: str) -> str | None:
+        """The name of a step's own text template, if it has one; looked up once."""
+        if template not in self._text_templates:
+            self._text_templates[template] = next(
+                (n for n in text_template_names(template) if (self.templates_dir / n).is_file()),
+                None,
+            )
+        return self._text_templates[template]
+
     def _render_text(
         self, step: Step, context: dict[str, Any], html_content: str, unsubscribe_url: str
     ) -> str:
-        for name in text_template_names(step.template):
-            if (self.templates_dir / name).is_file():
-                body = self.environment.get_template(name).render(context)
-                break
+        text_template = self._text_template(step.template)
+        if text_template is not None:
+            body = self.environment.get_template(text_template).render(context)
         else:
             body = html_to_text(html_content)
         return (

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from drip.errors import RenderError
-from drip.render.renderer import TemplateContact
+from drip.errors import RenderError, SequenceError
+from drip.render.renderer import Renderer, TemplateContact
 from drip.sequences.catalog import SequenceCatalog, sample_links
 
 UNSUBSCRIBE = "https://drip.test/unsubscribe/t0ken"
@@ -16,9 +16,9 @@ def catalog(sequences_dir: Path) -> SequenceCatalog:
     return SequenceCatalog.load(sequences_dir, postal_address="1 Example Street, Springfield")
 
 
-def render(catalog: SequenceCatalog, contact: TemplateContact, step: int = 0):  # type: ignore[no-untyped-def]
+def render(catalog: SequenceCatalog, contact: TemplateContact, step: int = 0, renderer=None):  # type: ignore[no-untyped-def]
     sequence = catalog.get("quick").definition
-    return catalog.renderer.render(
+    return (renderer or catalog.renderer).render(
         sequence,
         sequence.steps[step],
         contact,
@@ -49,18 +49,39 @@ def test_css_is_inlined(catalog: SequenceCatalog) -> None:
 
 
 def test_a_text_template_beside_the_html_is_used_for_the_text_part(
-    catalog: SequenceCatalog,
+    sequences_dir: Path,
 ) -> None:
-    text_template = catalog.renderer.templates_dir / "quick" / "second.txt"
+    text_template = sequences_dir / "templates" / "quick" / "second.txt"
     text_template.write_text("The plain second email, {{ contact.email }}.")
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
     email = render(catalog, TemplateContact(email="a@example.com"), step=1)
     assert email.text.startswith("The plain second email, a@example.com.\n")
+
+
+def test_templates_edited_after_loading_are_not_sent_until_checked_again(
+    catalog: SequenceCatalog,
+) -> None:
+    # Given a catalog loaded and checked, then a template edited into one that cannot render
+    before = render(catalog, TemplateContact(email="a@example.com"))
+    template = catalog.renderer.templates_dir / "quick" / "welcome.html"
+    template.write_text("{{ contact.no_such_field }}")
+    (template.parent / "welcome.txt").write_text("unchecked text")
+    # Then the worker keeps sending what it checked, the text part too
+    assert render(catalog, TemplateContact(email="a@example.com")) == before
+    # And a new load sees (and refuses) the edit
+    with pytest.raises(SequenceError, match="no_such_field"):
+        SequenceCatalog.load(catalog.renderer.templates_dir.parent, postal_address="1 Example St")
+
+
+def unchecked(catalog: SequenceCatalog) -> Renderer:
+    """A renderer reading the templates as they are now, past the catalog's load checks."""
+    return Renderer(catalog.renderer.templates_dir, postal_address="1 Example Street")
 
 
 def test_an_undefined_variable_is_named_in_the_error(catalog: SequenceCatalog) -> None:
     (catalog.renderer.templates_dir / "quick" / "third.html").write_text("{{ contact.company }}")
     with pytest.raises(RenderError, match="company"):
-        render(catalog, TemplateContact(email="a@example.com"), step=2)
+        render(catalog, TemplateContact(email="a@example.com"), 2, unchecked(catalog))
 
 
 def test_the_sandbox_refuses_python_internals_at_render_time(catalog: SequenceCatalog) -> None:
@@ -68,7 +89,7 @@ def test_the_sandbox_refuses_python_internals_at_render_time(catalog: SequenceCa
         "{{ ''.__class__.__mro__[1].__subclasses__() }}"
     )
     with pytest.raises(RenderError):
-        render(catalog, TemplateContact(email="a@example.com"), step=2)
+        render(catalog, TemplateContact(email="a@example.com"), 2, unchecked(catalog))
 
 
 def test_line_breaks_in_a_name_never_reach_the_subject(catalog: SequenceCatalog) -> None:
