@@ -42,9 +42,10 @@ def fit_window(moment: datetime, window: SendWindow | None, zone: ZoneInfo) -> d
     if window is None:
         return moment.astimezone(UTC)
     local = moment.astimezone(zone)
+    open_days = {d.number for d in window.days}
     for offset in range(_SEARCH_DAYS):
         day = local.date() + timedelta(days=offset)
-        if day.weekday() not in {d.number for d in window.days}:
+        if day.weekday() not in open_days:
             continue
         opens, closes = (
             _local_instant(day, window.start, zone),

@@ -32,7 +32,10 @@ class Weekday(StrEnum):
     @property
     def number(self) -> int:
         """Monday is 0, as in `date.weekday()`."""
-        return list(Weekday).index(self)
+        return _WEEKDAY_NUMBERS[self]
+
+
+_WEEKDAY_NUMBERS = {day: number for number, day in enumerate(Weekday)}
 
 
 def _delay(value: Any) -> timedelta:
