@@ -7,10 +7,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, bindparam, create_engine, event, func
+from sqlalchemy import column as sql_column
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeEngine
 
 
 def utcnow() -> datetime:
@@ -64,3 +67,20 @@ def upsert_statement(session_or_engine: Session | Engine, table: Any) -> Any:
         else session_or_engine
     )
     return pg_insert(table) if bind.dialect.name == "postgresql" else sqlite_insert(table)
+
+
+def unnest_rows(columns: dict[str, tuple[TypeEngine[Any], list[Any]]], name: str = "v") -> Any:
+    """PostgreSQL: the rows given column by column, as a derived table (`unnest` of arrays).
+
+    A statement over N rows then has one parameter per column, whatever N is: its text
+    stays the same, so drivers and SQLAlchemy parse and compile it once.
+    """
+    arrays = [
+        bindparam(f"{name}_{column}", values, type_=ARRAY(kind))
+        for column, (kind, values) in columns.items()
+    ]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*[sql_column(c, kind) for c, (kind, _) in columns.items()])
+        .render_derived(name=name)
+    )

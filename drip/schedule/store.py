@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, DateTime, Integer, String, false, func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from drip.db import is_postgresql, unnest_rows, utcnow
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
 from drip.schedule.planner import next_step, plan_due
 from drip.sequences.definition import Sequence
@@ -75,15 +76,15 @@ def schedule_next(
     now: datetime | None = None,
     fresh: bool = False,
     highest: dict[str, int] | None = None,
-    flush: bool = True,
+    insert: bool = True,
 ) -> Delivery | None:
     """Plan the enrollment's next step after `after`, or complete the enrollment.
 
     `fresh` says the enrollment was created in this transaction, so it has no rows yet.
     With `queue_now_until`, a step already due at `now` is inserted straight as queued
     (leased until then) so the caller can enqueue it after commit without a scheduler tick.
-    Without `flush`, the row is only added to the session: the caller flushes (and so
-    inserts many rows in one statement) before reading its id.
+    Without `insert`, the row is returned unsaved, for `insert_deliveries` to insert with
+    others in one statement.
     """
     step = next_step(sequence, received)
     if step is None:
@@ -107,10 +108,48 @@ def schedule_next(
     if queue_now_until is not None and now is not None and due <= now:
         delivery.status = DeliveryStatus.QUEUED
         delivery.lease_until = queue_now_until
-    session.add(delivery)
-    if flush:
+    if insert:
+        session.add(delivery)
         session.flush()
     return delivery
+
+
+def insert_deliveries(session: Session, deliveries: list[Delivery]) -> None:
+    """Insert new rows in one statement and give each its id."""
+    if not deliveries:
+        return
+    if not is_postgresql(session.get_bind()):  # type: ignore[arg-type]
+        session.add_all(deliveries)
+        session.flush()
+        return
+    now = utcnow()
+    rows = unnest_rows(
+        {
+            "enrollment_id": (BigInteger(), [d.enrollment_id for d in deliveries]),
+            "contact_id": (BigInteger(), [d.contact_id for d in deliveries]),
+            "sequence_id": (String(), [d.sequence_id for d in deliveries]),
+            "step_id": (String(), [d.step_id for d in deliveries]),
+            "resend_number": (Integer(), [d.resend_number for d in deliveries]),
+            "status": (
+                String(),
+                [(d.status or DeliveryStatus.SCHEDULED).value for d in deliveries],
+            ),
+            "due_at": (DateTime(timezone=True), [d.due_at for d in deliveries]),
+            "lease_until": (DateTime(timezone=True), [d.lease_until for d in deliveries]),
+        }
+    )
+    names = [c.name for c in rows.c]
+    inserted = session.execute(
+        insert(Delivery)
+        .from_select(
+            [*names, "resend", "attempts", "created_at", "updated_at"],
+            select(*rows.c, false(), literal(0), literal(now), literal(now)),
+        )
+        .returning(Delivery.id, Delivery.enrollment_id, Delivery.step_id, Delivery.resend_number)
+    ).all()
+    ids = {(e, s, n): i for i, e, s, n in inserted}
+    for delivery in deliveries:
+        delivery.id = ids[(delivery.enrollment_id, delivery.step_id, delivery.resend_number)]
 
 
 @dataclass(frozen=True)
@@ -154,12 +193,13 @@ def plan_many(
             queue_now_until=lease(now, queue_lease),
             now=now,
             highest=current.highest,
-            flush=False,
+            insert=False,
         )
         if delivery is not None:
             current.highest[delivery.step_id] = delivery.resend_number
         planned.append(delivery)
-    session.flush()
+    insert_deliveries(session, [d for d in planned if d is not None])
+    session.flush()  # enrollments completed above
     return [d.id if d is not None and d.lease_until is not None else None for d in planned]
 
 

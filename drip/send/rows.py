@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, literal, update
+from sqlalchemy import BigInteger, DateTime, String, Text, Update, case, func, literal, update
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
+from drip.db import is_postgresql, unnest_rows
 from drip.models import Delivery, DeliveryStatus
 from drip.schedule.store import lease
 
@@ -43,10 +45,66 @@ def finish(
 ) -> set[int]:
     """Move each row out of `sending` with its own values (`status` and any other columns);
     return the ids that moved. A row missing from the answer was taken over (its lease ran
-    out and the scheduler moved it), so its outcome is no longer this worker's to record."""
+    out and the scheduler moved it), so its outcome is no longer this worker's to record.
+
+    A column that only some rows give keeps its value in the others.
+    """
     if not finishes:
         return set()
     columns = sorted({column for values in finishes.values() for column in values})
+    statement = update(Delivery).where(
+        Delivery.id.in_(list(finishes)), Delivery.status == DeliveryStatus.SENDING
+    )
+    if is_postgresql(session.get_bind()):  # type: ignore[arg-type]
+        statement, assignments = _from_arrays(finishes, columns)
+    else:
+        assignments = _by_case(finishes, columns)
+    moved = session.scalars(
+        statement.values(lease_until=None, updated_at=now, **assignments)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return set(moved)
+
+
+#: The array type each finishing column travels in (PostgreSQL).
+_ARRAY_TYPES: dict[str, TypeEngine[Any]] = {
+    "status": String(),
+    "error": Text(),
+    "sent_at": DateTime(timezone=True),
+    "provider_message_id": String(),
+    "sequence_version": String(),
+}
+
+
+def _from_arrays(
+    finishes: Mapping[int, Mapping[str, Any]], columns: list[str]
+) -> tuple[Update, dict[str, Any]]:
+    """One row per delivery, joined from arrays: the statement text is the same for every
+    batch, so it is parsed and compiled once."""
+    rows = unnest_rows(
+        {"id": (BigInteger(), list(finishes))}
+        | {
+            column: (
+                _ARRAY_TYPES[column],
+                [_plain(values.get(column)) for values in finishes.values()],
+            )
+            for column in columns
+        }
+    )
+    statement = update(Delivery).where(
+        Delivery.id == rows.c.id, Delivery.status == DeliveryStatus.SENDING
+    )
+    assignments: dict[str, Any] = {}
+    for column in columns:
+        everyone = all(column in values for values in finishes.values())
+        given = rows.c[column]
+        assignments[column] = given if everyone else func.coalesce(given, getattr(Delivery, column))
+    return statement, assignments
+
+
+def _by_case(finishes: Mapping[int, Mapping[str, Any]], columns: list[str]) -> dict[str, Any]:
+    """Other databases: a CASE on the id per column whose value differs between rows."""
     assignments: dict[str, Any] = {}
     for column in columns:
         attribute = getattr(Delivery, column)
@@ -59,11 +117,9 @@ def finish(
                 *[(Delivery.id == i, literal(value, attribute.type)) for i, value in given.items()],
                 else_=attribute,
             )
-    moved = session.scalars(
-        update(Delivery)
-        .where(Delivery.id.in_(list(finishes)), Delivery.status == DeliveryStatus.SENDING)
-        .values(lease_until=None, updated_at=now, **assignments)
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return set(moved)
+    return assignments
+
+
+def _plain(value: Any) -> Any:
+    """A value as its array holds it: an enum member as its string."""
+    return value.value if isinstance(value, DeliveryStatus) else value
