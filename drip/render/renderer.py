@@ -13,10 +13,14 @@ from markupsafe import Markup
 
 from drip.errors import RenderError
 from drip.render.environment import build_environment
+from drip.render.reuse import Shape, SharedBody, Tokens, fill, plain, shape_of
 from drip.render.text import html_to_text, text_footer
 from drip.sequences.definition import Sequence, Step
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
+
+#: Rendered shapes kept per renderer (a step times the distinct contact fields it reads).
+MAX_SHAPED = 4096
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class RenderedEmail:
     subject: str
     html: str
     text: str
+    #: Set when the body was reused (see `drip.render.reuse`); not part of the email itself.
+    shared: SharedBody | None = field(default=None, compare=False)
 
 
 def text_template_names(template: str) -> tuple[str, ...]:
@@ -50,12 +56,16 @@ def clean_header(value: str) -> str:
 class Renderer:
     """Renders sequences whose templates live under one folder; compiled templates are cached."""
 
-    def __init__(self, templates_dir: Path, *, postal_address: str) -> None:
+    def __init__(self, templates_dir: Path, *, postal_address: str, reuse: bool = True) -> None:
         self.templates_dir = templates_dir
         self.postal_address = postal_address
         self.environment = build_environment(templates_dir)
         self._subjects: dict[str, Template] = {}
         self._text_templates: dict[str, str | None] = {}
+        self.reuse = reuse
+        self._tokens = Tokens()
+        self._shapes: dict[tuple[str, str, str, str, str], Shape | None] = {}
+        self._shaped: dict[tuple[object, ...], RenderedEmail] = {}
 
     def render(
         self,
@@ -66,7 +76,76 @@ class Renderer:
         unsubscribe_url: str,
         links: dict[str, str] | None = None,
     ) -> RenderedEmail:
-        """Render `step` for `contact`; raise RenderError naming the template and the problem."""
+        """Render `step` for `contact`; raise RenderError naming the template and the problem.
+
+        A step whose templates allow it is rendered once per distinct input (`reuse`)."""
+        links = links or {}
+        shape = self._shape(sequence, step) if self.reuse else None
+        if shape is None or not plain([unsubscribe_url, *links.values()]):
+            return self._render(
+                sequence, step, contact, unsubscribe_url=unsubscribe_url, links=links
+            )
+        # Everything the templates see, but the links (tokens) and the contact fields unread.
+        key = (
+            *self._shape_key(sequence, step),
+            sequence.name,
+            sequence.from_.email,
+            sequence.from_.name,
+            step.preheader,
+            tuple(links),
+            *(getattr(contact, name) for name in shape.fields),
+        )
+        shaped = self._shaped.get(key)
+        if shaped is None:
+            if len(self._shaped) >= MAX_SHAPED:
+                self._shaped.clear()
+            shaped = self._shaped[key] = self._render(
+                sequence,
+                step,
+                contact,
+                unsubscribe_url=self._tokens.unsubscribe,
+                links=self._tokens.links(links),
+            )
+        replacements = {self._tokens.unsubscribe: unsubscribe_url} | {
+            self._tokens.links(links)[name]: value for name, value in links.items()
+        }
+        return RenderedEmail(
+            subject=fill(shaped.subject, replacements),
+            html=fill(shaped.html, replacements),
+            text=fill(shaped.text, replacements),
+            shared=SharedBody(key, shaped.html, shaped.text, replacements),
+        )
+
+    def _shape(self, sequence: Sequence, step: Step) -> Shape | None:
+        """Whether (and by which contact fields) a step's rendering may be reused; worked
+        out once per step from its templates' syntax trees."""
+        text_template = self._text_template(step.template)
+        key = self._shape_key(sequence, step)
+        if key not in self._shapes:
+            try:
+                sources = [step.subject] + [
+                    self.environment.loader.get_source(self.environment, name)[0]  # type: ignore[union-attr]
+                    for name in (step.template, sequence.layout, text_template)
+                    if name is not None
+                ]
+                self._shapes[key] = shape_of(self.environment, sources)
+            except TemplateError:
+                self._shapes[key] = None  # rendered in full, which names the problem
+        return self._shapes[key]
+
+    @staticmethod
+    def _shape_key(sequence: Sequence, step: Step) -> tuple[str, str, str, str, str]:
+        return (sequence.id, step.id, step.template, step.subject, sequence.layout)
+
+    def _render(
+        self,
+        sequence: Sequence,
+        step: Step,
+        contact: TemplateContact,
+        *,
+        unsubscribe_url: str,
+        links: dict[str, str],
+    ) -> RenderedEmail:
         context: dict[str, Any] = {
             "contact": contact,
             "sequence": {"id": sequence.id, "name": sequence.name},
@@ -74,7 +153,7 @@ class Renderer:
             "sender": sequence.from_,
             "unsubscribe_url": unsubscribe_url,
             "postal_address": self.postal_address,
-            "links": links or {},
+            "links": links,
         }
         where = step.template
         try:
