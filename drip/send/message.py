@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drip.render.renderer import RenderedEmail, clean_header
+from drip.render.reuse import SharedBody
 from drip.sequences.definition import Address
 
 
@@ -23,6 +24,8 @@ class OutgoingEmail:
     text: str
     headers: dict[str, str] = field(default_factory=dict)
     custom_args: dict[str, str] = field(default_factory=dict)
+    #: The body as emails of the same input share it, when the renderer reused it.
+    shared: SharedBody | None = field(default=None, compare=False)
 
     @property
     def delivery_id(self) -> str | None:
@@ -62,4 +65,5 @@ def build_email(
         text=rendered.text,
         headers=unsubscribe_headers(unsubscribe_url, unsubscribe_mailto),
         custom_args=custom_args,
+        shared=rendered.shared,
     )

@@ -1,5 +1,11 @@
 """Hand a batch of emails to the transport, several at a time.
 
+Emails whose body the renderer reused for the same input go out in one request when the
+transport can carry many recipients (`GroupTransport`) and no shared send rate is set:
+one answer then stands for each of them. A group the provider refuses outright (one bad
+address spoils a whole request) is sent again one email at a time, so each gets its own
+answer.
+
 A batch's emails go out concurrently (up to `concurrency` in flight per process), so a
 batch takes about as long as its slowest call rather than the sum of them: the contacts
 it holds locked for share are held that long, and a provider 150 ms away still allows
@@ -13,14 +19,17 @@ request may have gone out.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from drip.errors import AmbiguousSendError, SendError
+from drip.errors import AmbiguousSendError, PermanentSendError, SendError
 from drip.metrics import PROVIDER_LATENCY
 from drip.send.message import OutgoingEmail
 from drip.send.throttle import SendThrottle
-from drip.send.transports.base import Transport
+from drip.send.transports.base import GroupTransport, Transport
+
+#: Recipients per request at most (SendGrid takes up to 1,000 personalizations).
+MAX_GROUP = 1000
 
 #: One email's answer: the provider's message id, or why it was not (surely) sent.
 Answer = str | SendError
@@ -37,18 +46,51 @@ class Transmitter:
 
     def send_all(self, emails: Sequence[OutgoingEmail]) -> list[Answer]:
         """Each email's answer, in the order given."""
-        if len(emails) <= 1 or self.concurrency == 1:
+        groups = [[emails[n] for n in group] for group in self._groups(emails)]
+        if len(groups) == 1 or self.concurrency == 1:
+            answers = [self._send_group(group) for group in groups]
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="drip-send")
+            answers = list(self._pool.map(self._send_group, groups))
+        in_order: list[Answer | None] = [None] * len(emails)
+        for group, answer in zip(self._groups(emails), answers, strict=True):
+            for n, one in zip(group, answer, strict=True):
+                in_order[n] = one
+        return [answer for answer in in_order if answer is not None]
+
+    def _groups(self, emails: Sequence[OutgoingEmail]) -> list[list[int]]:
+        """Positions of the emails that go out together (each alone, unless they share a body
+        and the transport can carry them in one request)."""
+        together = isinstance(self.transport, GroupTransport) and self.throttle is None
+        groups: dict[object, list[int]] = {}
+        for n, email in enumerate(emails):
+            key = email.shared.key if together and email.shared is not None else n
+            groups.setdefault(key, []).append(n)
+        return [
+            chunk
+            for group in groups.values()
+            for chunk in (group[i : i + MAX_GROUP] for i in range(0, len(group), MAX_GROUP))
+        ]
+
+    def _send_group(self, emails: list[OutgoingEmail]) -> list[Answer]:
+        transport = self.transport
+        if len(emails) == 1 or not isinstance(transport, GroupTransport):
             return [self.send_one(email) for email in emails]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="drip-send")
-        return list(self._pool.map(self.send_one, emails))
+        answer = self._call(lambda: transport.send_group(emails))
+        if isinstance(answer, PermanentSendError):
+            return [self.send_one(email) for email in emails]
+        return [answer] * len(emails)
 
     def send_one(self, email: OutgoingEmail) -> Answer:
+        return self._call(lambda: self.transport.send(email))
+
+    def _call(self, send: Callable[[], str]) -> Answer:
         try:
             if self.throttle is not None:
                 self.throttle.acquire()
             started = time.perf_counter()
-            message_id = self.transport.send(email)
+            message_id = send()
         except SendError as exc:
             return exc
         except Exception as exc:  # a transport bug must not lose the batch

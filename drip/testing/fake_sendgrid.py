@@ -102,9 +102,10 @@ class FakeSendGrid:
         self.accepted: list[Accepted] = []
         self.requests: list[dict[str, Any]] = []
         self.violations: list[str] = []
-        #: What happened to every request: (delivery_id, outcome) in arrival order.
+        #: What happened to every recipient of every request: (delivery_id, outcome), in
+        #: arrival order (a request for several recipients adds one entry for each).
         self.log: list[tuple[str | None, str]] = []
-        #: When each request arrived (monotonic seconds), in the same order as `log`.
+        #: When each entry of `log` arrived (monotonic seconds).
         self.arrivals: list[float] = []
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
@@ -189,16 +190,19 @@ class FakeSendGrid:
                 )
                 self.violations.append(text)
                 return 400, {}, _errors(text)
-            delivery_id = payload.get("custom_args", {}).get("delivery_id")
+            recipients = recipient_views(payload)
+            now = time.monotonic()
             scripted = self._script.popleft() if self._script else None
             if scripted is not None and scripted.status != 202:
-                self.log.append((delivery_id, f"scripted {scripted.status}"))
-                self.arrivals.append(time.monotonic())
+                for view in recipients:
+                    self.log.append((_delivery_id(view), f"scripted {scripted.status}"))
+                    self.arrivals.append(now)
                 body = json.dumps(scripted.body).encode() if scripted.body else _errors("scripted")
                 return scripted.status, scripted.headers, body
             fault = "accept" if scripted is not None else self.faults.draw(self._rng)
-            self.log.append((delivery_id, fault))
-            self.arrivals.append(time.monotonic())
+            for view in recipients:
+                self.log.append((_delivery_id(view), fault))
+                self.arrivals.append(now)
             if fault == "rate_limit":
                 reset = str(round(time.time() + self.faults.rate_limit_reset, 3))
                 return 429, {"X-RateLimit-Reset": reset}, _errors("too many requests")
@@ -207,18 +211,20 @@ class FakeSendGrid:
             if fault in ("reset", "slow"):
                 return -1 if fault == "reset" else -2, {}, b""
             message_id = uuid.uuid4().hex[:22]
-            self.accepted.append(Accepted(message_id, payload, time.monotonic()))
-            if self._webhook and delivery_id is not None:
-                self._events.put(
-                    {
-                        "event": "processed",
-                        "sg_event_id": f"processed-{message_id}",
-                        "sg_message_id": message_id,
-                        "delivery_id": delivery_id,
-                        "timestamp": int(time.time()),
-                        "email": _first_to(payload),
-                    }
-                )
+            for n, view in enumerate(recipients):
+                self.accepted.append(Accepted(message_id, view, now))
+                delivery_id = _delivery_id(view)
+                if self._webhook and delivery_id is not None:
+                    self._events.put(
+                        {
+                            "event": "processed",
+                            "sg_event_id": f"processed-{message_id}-{n}",
+                            "sg_message_id": f"{message_id}.recipient{n}",
+                            "delivery_id": delivery_id,
+                            "timestamp": int(time.time()),
+                            "email": _first_to(view),
+                        }
+                    )
             if fault == "accept_then_drop":
                 return -1, {}, b""
             return 202, {"X-Message-Id": message_id}, b""
@@ -268,6 +274,39 @@ class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
+
+
+def recipient_views(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each recipient of a request gets, as a request of its own: its personalization's
+    subject, headers and custom_args over the request's, and its substitutions made in the
+    content (as SendGrid does). A request with one plain personalization is its own view."""
+    people = payload["personalizations"]
+    if len(people) == 1 and not people[0].get("substitutions"):
+        return [payload]
+    views = []
+    for person in people:
+        content = []
+        for part in payload["content"]:
+            value = part["value"]
+            for token, replacement in (person.get("substitutions") or {}).items():
+                value = value.replace(token, replacement)
+            content.append({**part, "value": value})
+        views.append(
+            {
+                **payload,
+                "personalizations": [{"to": person["to"]}],
+                "subject": person.get("subject", payload["subject"]),
+                "headers": {**payload.get("headers", {}), **person.get("headers", {})},
+                "custom_args": {**payload.get("custom_args", {}), **person.get("custom_args", {})},
+                "content": content,
+            }
+        )
+    return views
+
+
+def _delivery_id(view: dict[str, Any]) -> str | None:
+    value = view.get("custom_args", {}).get("delivery_id")
+    return str(value) if value is not None else None
 
 
 def _first_to(payload: dict[str, Any]) -> str:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from drip.errors import AmbiguousSendError, PermanentSendError, TransientSendError
+from drip.render.reuse import SharedBody
 from drip.send.message import OutgoingEmail, unsubscribe_headers
+from drip.send.transmit import Transmitter
 from drip.send.transports.sendgrid import SendGridTransport
 from drip.sequences.definition import Address
 from drip.testing.fake_sendgrid import FakeSendGrid, Faults, Scripted
@@ -102,3 +105,64 @@ def test_an_unreachable_provider_is_transient() -> None:
         transport = SendGridTransport(api_key="SG.x", host=f"http://127.0.0.1:{port}", timeout=2)
         with pytest.raises(TransientSendError, match="unreachable"):
             transport.send(email(1))
+
+
+def shared_email(delivery_id: int, key: tuple[object, ...] = ("quick", "second")) -> OutgoingEmail:
+    """An email whose body the renderer reused: the link token stands in the shared body."""
+    link = f"https://drip.example.com/download/quick/token{delivery_id}"
+    body = SharedBody(
+        key=key,
+        html='<p><a href="dripslotTOKENz">Download</a></p>',
+        text="Download: dripslotTOKENz\n",
+        substitutions={"dripslotTOKENz": link},
+    )
+    return replace(
+        email(delivery_id),
+        subject=f"For reader {delivery_id}",
+        html=body.html.replace("dripslotTOKENz", link),
+        text=body.text.replace("dripslotTOKENz", link),
+        shared=body,
+    )
+
+
+def test_emails_sharing_a_body_go_out_in_one_request_each_with_its_own_values(
+    provider: FakeSendGrid,
+) -> None:
+    emails = [shared_email(n) for n in (11, 12, 13)]
+    answers = Transmitter(transport_for(provider), concurrency=4).send_all(emails)
+    # One request, three recipients, one message id for all
+    assert len(provider.requests) == 1
+    assert len(provider.requests[0]["personalizations"]) == 3
+    assert len(set(answers)) == 1
+    assert answers[0] == provider.accepted[0].message_id
+    # And each recipient gets exactly the email a request of its own would have carried
+    for sent, got in zip(emails, provider.accepted, strict=True):
+        assert got.delivery_id == sent.custom_args["delivery_id"]
+        assert got.payload["personalizations"][0]["to"][0]["email"] == sent.to_email
+        assert got.payload["subject"] == sent.subject
+        assert got.payload["headers"] == sent.headers
+        assert [c["value"] for c in got.payload["content"]] == [sent.text, sent.html]
+
+
+def test_a_group_refused_outright_is_sent_again_one_email_at_a_time(
+    provider: FakeSendGrid,
+) -> None:
+    # Given the provider refuses the group request (as one bad address would make it)
+    provider.script([Scripted(400, body={"errors": [{"message": "Invalid to", "field": "to"}]})])
+    emails = [shared_email(n) for n in (21, 22)] + [email(23)]
+    answers = Transmitter(transport_for(provider), concurrency=1).send_all(emails)
+    # Then each email was tried on its own and got its own answer
+    assert all(isinstance(a, str) for a in answers)
+    assert len(set(answers)) == 3
+    assert [a.delivery_id for a in provider.accepted] == ["21", "22", "23"]
+    assert [len(r["personalizations"]) for r in provider.requests] == [2, 1, 1, 1]
+
+
+def test_a_lost_answer_for_a_group_is_ambiguous_for_each_email() -> None:
+    fake = FakeSendGrid(SCHEMA, faults=Faults(accept_then_drop=1.0)).start()
+    try:
+        answers = Transmitter(transport_for(fake)).send_all([shared_email(n) for n in (31, 32)])
+        assert all(isinstance(a, AmbiguousSendError) for a in answers)
+        assert sorted(a.delivery_id or "" for a in fake.accepted) == ["31", "32"]
+    finally:
+        fake.stop()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from drip.send.message import OutgoingEmail
 
@@ -18,4 +19,14 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class GroupTransport(Transport, Protocol):
+    """A transport that can send emails sharing a body (`OutgoingEmail.shared`) in one
+    request, each recipient with its own values."""
+
+    def send_group(self, emails: Sequence[OutgoingEmail]) -> str:
+        """Send all of `emails` or none; one message id and one outcome for all."""
         ...

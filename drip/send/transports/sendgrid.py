@@ -6,6 +6,10 @@ a urllib3 connection pool that keeps connections alive. (Measured against httpx 
 same loopback provider: 0.30 against 0.59 ms of CPU and 0.38 against 1.91 ms of wall time
 per request; see docs/performance.md.) Outcomes:
 
+Emails whose body the renderer reused (`OutgoingEmail.shared`) may go out together: one
+request, a personalization per recipient with its own subject, headers, ids and the
+substitutions that put its links into the shared body (`send_group`).
+
 - 202: sent; the `X-Message-Id` header is the provider's message id.
 - 429: transient; retry after `X-RateLimit-Reset` (epoch seconds) when given.
 - 5xx, and a connection that could not be made: transient.
@@ -18,11 +22,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import urllib3
-from sendgrid.helpers.mail import CustomArg, From, Header, Mail, ReplyTo, To
+from sendgrid.helpers.mail import (
+    CustomArg,
+    From,
+    Header,
+    Mail,
+    Personalization,
+    ReplyTo,
+    Substitution,
+    To,
+)
 from urllib3.exceptions import (
     ConnectTimeoutError,
     EmptyPoolError,
@@ -32,6 +45,7 @@ from urllib3.exceptions import (
 )
 
 from drip.errors import AmbiguousSendError, PermanentSendError, TransientSendError
+from drip.render.reuse import SharedBody
 from drip.send.message import OutgoingEmail
 
 #: Path of the Mail Send endpoint below the configured host.
@@ -58,6 +72,41 @@ def build_payload(email: OutgoingEmail) -> dict[str, Any]:
         mail.custom_arg = [CustomArg(k, str(v)) for k, v in email.custom_args.items()]
     payload: dict[str, Any] = mail.get()
     return payload
+
+
+def build_group_payload(emails: Sequence[OutgoingEmail]) -> dict[str, Any]:
+    """One request for emails that share a body (`OutgoingEmail.shared`): each recipient is a
+    personalization with its own subject, headers and ids, and the substitutions that put
+    its own links into the shared body. Made by the sendgrid helpers too."""
+    first = emails[0]
+    body = _shared(first)
+    mail = Mail(
+        from_email=From(first.sender.email, first.sender.name),
+        subject=first.subject,
+        plain_text_content=body.text,
+        html_content=body.html,
+    )
+    if first.reply_to:
+        mail.reply_to = ReplyTo(first.reply_to.email, first.reply_to.name)
+    for email in reversed(emails):  # the helpers prepend: the request lists them in order
+        recipient = Personalization()
+        recipient.add_to(To(email.to_email, email.to_name))
+        recipient.subject = email.subject
+        for name, value in email.headers.items():
+            recipient.add_header(Header(name, value))
+        for token, value in _shared(email).substitutions.items():
+            recipient.add_substitution(Substitution(token, value))
+        for key, value in email.custom_args.items():
+            recipient.add_custom_arg(CustomArg(key, str(value)))
+        mail.add_personalization(recipient)
+    payload: dict[str, Any] = mail.get()
+    return payload
+
+
+def _shared(email: OutgoingEmail) -> SharedBody:
+    if email.shared is None:
+        raise ValueError("only emails with a shared body go out together")
+    return email.shared
 
 
 def provider_error_text(status: int, body: bytes) -> str:
@@ -110,7 +159,14 @@ class SendGridTransport:
         self.timeout = timeout
 
     def send(self, email: OutgoingEmail) -> str:
-        body = json.dumps(build_payload(email), separators=(",", ":")).encode()
+        return self._post(build_payload(email))
+
+    def send_group(self, emails: Sequence[OutgoingEmail]) -> str:
+        """Send emails that share a body in one request (up to 1,000); one answer for all."""
+        return self._post(build_group_payload(emails))
+
+    def _post(self, payload: dict[str, Any]) -> str:
+        body = json.dumps(payload, separators=(",", ":")).encode()
         try:
             response = self.pool.urlopen(
                 "POST",
