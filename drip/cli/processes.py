@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 
 import dramatiq
 import typer
 import uvicorn
+from dramatiq.cli import main as dramatiq_main
+from dramatiq.cli import make_argument_parser
 
 from drip.api.app import create_app
 from drip.cli.common import console, load_settings, opened_runtime
@@ -90,16 +91,19 @@ def worker(
     """Dramatiq's own worker over drip's broker (any number may run)."""
     with opened_runtime(load_settings()):
         pass  # checks the settings and sequence files before handing over
-    argv = [
+    options = ["--processes", str(processes), "--threads", str(threads), "--queues", *QUEUES]
+    # Dramatiq's own main runs in this process: its worker processes fork from it with drip
+    # already imported, instead of a new interpreter importing everything again (about a
+    # second of start-up). A SIGHUP restart re-runs this same command.
+    sys.argv = [
         sys.executable,
         "-m",
-        "dramatiq",
-        "drip.worker",
+        "drip",
+        "worker",
         "--processes",
         str(processes),
         "--threads",
         str(threads),
-        "--queues",
-        *QUEUES,
     ]
-    os.execv(sys.executable, argv)  # noqa: S606 - this process becomes the Dramatiq worker
+    arguments = make_argument_parser().parse_args(["drip.worker", *options])  # type: ignore[no-untyped-call]
+    raise typer.Exit(dramatiq_main(arguments))  # type: ignore[no-untyped-call]
