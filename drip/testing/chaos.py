@@ -142,8 +142,7 @@ class Verdict:
         for kind, count in sorted(self.faults_from_provider.items()):
             if kind != "accept":
                 lines.append(
-                    f"| provider: {kind.replace('_', ' ')} | {count} emails "
-                    "| retried or settled |"
+                    f"| provider: {kind.replace('_', ' ')} | {count} emails | retried or settled |"
                 )
         kinds: dict[str, list[FaultRecord]] = {}
         for record in self.faults:
