@@ -66,21 +66,29 @@ def upsert_statement(session_or_engine: Session | Engine, table: Any) -> Any:
         if isinstance(session_or_engine, Session)
         else session_or_engine
     )
-    return pg_insert(table) if bind.dialect.name == "postgresql" else sqlite_insert(table)
+    return upsert_for(bind.dialect.name, table)
 
 
-def unnest_rows(columns: dict[str, tuple[TypeEngine[Any], list[Any]]], name: str = "v") -> Any:
-    """PostgreSQL: the rows given column by column, as a derived table (`unnest` of arrays).
+def upsert_for(dialect: str, table: Any) -> Any:
+    """`upsert_statement` by dialect name, for statements built once and reused."""
+    return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+
+
+def unnest_rows(columns: dict[str, TypeEngine[Any]], name: str = "v") -> Any:
+    """PostgreSQL: rows given column by column, as a derived table (`unnest` of arrays);
+    bind each column's values as `unnest_params` names them.
 
     A statement over N rows then has one parameter per column, whatever N is: its text
-    stays the same, so drivers and SQLAlchemy parse and compile it once.
+    stays the same, so it is built, compiled and parsed by the driver once.
     """
-    arrays = [
-        bindparam(f"{name}_{column}", values, type_=ARRAY(kind))
-        for column, (kind, values) in columns.items()
-    ]
+    arrays = [bindparam(f"{name}_{column}", type_=ARRAY(kind)) for column, kind in columns.items()]
     return (
         func.unnest(*arrays)
-        .table_valued(*[sql_column(c, kind) for c, (kind, _) in columns.items()])
+        .table_valued(*[sql_column(column, kind) for column, kind in columns.items()])
         .render_derived(name=name)
     )
+
+
+def unnest_params(values: dict[str, list[Any]], name: str = "v") -> dict[str, list[Any]]:
+    """The parameters of `unnest_rows(..., name)`: each column's values, in row order."""
+    return {f"{name}_{column}": column_values for column, column_values in values.items()}

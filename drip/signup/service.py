@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from drip.db import upsert_statement
+from drip.db import upsert_for
 from drip.models import Contact, Enrollment, EnrollmentStatus
 from drip.models.contact import new_public_id
 from drip.schedule.store import lease, queue_off_schedule, schedule_next
@@ -56,14 +59,9 @@ def enroll_contact(
     if contact.is_hard_suppressed:
         return SignupResult()
     # One round trip: insert, or touch the existing row (which also locks it) and return it.
-    statement = upsert_statement(session, Enrollment).values(
-        contact_id=contact.id, sequence_id=sequence.id, status="active", enrolled_at=now
-    )
     enrollment: Enrollment = session.scalars(
-        statement.on_conflict_do_update(
-            index_elements=["contact_id", "sequence_id"],
-            set_={"sequence_id": statement.excluded.sequence_id},
-        ).returning(Enrollment),
+        _enrollment_upsert(_dialect(session)),
+        {"contact_id": contact.id, "sequence_id": sequence.id, "enrolled_at": now},
         execution_options={"populate_existing": True},
     ).one()
     inserted_id = enrollment.id if enrollment.enrolled_at == now else None
@@ -95,32 +93,75 @@ def enroll_contact(
 
 
 def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> Contact:
-    hashed = email_hash(request.email)
-    statement = upsert_statement(session, Contact).values(
-        public_id=new_public_id(),
-        email=request.email,
-        email_hash=hashed,
-        first_name=request.first_name,
-        timezone=request.timezone,
-        source=request.source,
-        attributes={},
-        status="active",
-        created_at=now,
-        updated_at=now,
-    )
     # One round trip: insert, or return the known contact (touching its row, which locks it).
     contact: Contact = session.scalars(
-        statement.on_conflict_do_update(
-            index_elements=["email_hash"], set_={"email_hash": statement.excluded.email_hash}
-        ).returning(Contact),
+        _contact_upsert(_dialect(session)),
+        {
+            "public_id": new_public_id(),
+            "email": request.email,
+            "email_hash": email_hash(request.email),
+            "first_name": request.first_name,
+            "timezone": request.timezone,
+            "source": request.source,
+            "attributes": {},
+            "created_at": now,
+            "updated_at": now,
+        },
         execution_options={"populate_existing": True},
     ).one()
     if contact.email is None:  # forgotten earlier: the address comes back with this signup
         contact.email = request.email
-    # A known contact keeps what it told us before; a signup only fills what is missing.
-    contact.first_name = contact.first_name or request.first_name
-    contact.timezone = contact.timezone or request.timezone
+    # A known contact keeps what it told us before; a signup only fills what is missing
+    # (and leaves the row untouched when nothing is).
+    if contact.first_name is None and request.first_name:
+        contact.first_name = request.first_name
+    if contact.timezone is None and request.timezone:
+        contact.timezone = request.timezone
     return contact
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+@cache
+def _contact_upsert(dialect: str) -> Any:
+    """Insert a contact, or touch the known one; returns the row either way. Built once per
+    dialect: a signup only binds its values."""
+    columns = (
+        "public_id",
+        "email",
+        "email_hash",
+        "first_name",
+        "timezone",
+        "source",
+        "attributes",
+        "created_at",
+        "updated_at",
+    )
+    statement = upsert_for(dialect, Contact).values(
+        status="active", **{column: bindparam(column) for column in columns}
+    )
+    upsert = statement.on_conflict_do_update(
+        index_elements=["email_hash"], set_={"email_hash": statement.excluded.email_hash}
+    ).returning(Contact)
+    return select(Contact).from_statement(upsert)  # loaded as a query: no bulk-insert path
+
+
+@cache
+def _enrollment_upsert(dialect: str) -> Any:
+    """Enroll a contact, or touch its existing enrollment; returns the row either way."""
+    statement = upsert_for(dialect, Enrollment).values(
+        status="active",
+        contact_id=bindparam("contact_id"),
+        sequence_id=bindparam("sequence_id"),
+        enrolled_at=bindparam("enrolled_at"),
+    )
+    upsert = statement.on_conflict_do_update(
+        index_elements=["contact_id", "sequence_id"],
+        set_={"sequence_id": statement.excluded.sequence_id},
+    ).returning(Enrollment)
+    return select(Enrollment).from_statement(upsert)
 
 
 def _request_confirmation(
