@@ -5,12 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, false, func, insert, literal, select
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
-from drip.db import is_postgresql, unnest_rows, utcnow
+from drip.db import is_postgresql, unnest_params, unnest_rows, utcnow
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
 from drip.schedule.planner import next_step, plan_due
 from drip.sequences.definition import Sequence
@@ -122,34 +137,55 @@ def insert_deliveries(session: Session, deliveries: list[Delivery]) -> None:
         session.add_all(deliveries)
         session.flush()
         return
-    now = utcnow()
-    rows = unnest_rows(
-        {
-            "enrollment_id": (BigInteger(), [d.enrollment_id for d in deliveries]),
-            "contact_id": (BigInteger(), [d.contact_id for d in deliveries]),
-            "sequence_id": (String(), [d.sequence_id for d in deliveries]),
-            "step_id": (String(), [d.step_id for d in deliveries]),
-            "resend_number": (Integer(), [d.resend_number for d in deliveries]),
-            "status": (
-                String(),
-                [(d.status or DeliveryStatus.SCHEDULED).value for d in deliveries],
-            ),
-            "due_at": (DateTime(timezone=True), [d.due_at for d in deliveries]),
-            "lease_until": (DateTime(timezone=True), [d.lease_until for d in deliveries]),
-        }
-    )
-    names = [c.name for c in rows.c]
     inserted = session.execute(
-        insert(Delivery)
-        .from_select(
-            [*names, "resend", "attempts", "created_at", "updated_at"],
-            select(*rows.c, false(), literal(0), literal(now), literal(now)),
+        _insert_from_arrays(),
+        unnest_params(
+            {
+                "enrollment_id": [d.enrollment_id for d in deliveries],
+                "contact_id": [d.contact_id for d in deliveries],
+                "sequence_id": [d.sequence_id for d in deliveries],
+                "step_id": [d.step_id for d in deliveries],
+                "resend_number": [d.resend_number for d in deliveries],
+                "status": [(d.status or DeliveryStatus.SCHEDULED).value for d in deliveries],
+                "due_at": [d.due_at for d in deliveries],
+                "lease_until": [d.lease_until for d in deliveries],
+            }
         )
-        .returning(Delivery.id, Delivery.enrollment_id, Delivery.step_id, Delivery.resend_number)
+        | {"now": utcnow()},
     ).all()
     ids = {(e, s, n): i for i, e, s, n in inserted}
     for delivery in deliveries:
         delivery.id = ids[(delivery.enrollment_id, delivery.step_id, delivery.resend_number)]
+
+
+#: The columns a new row takes from its planner (PostgreSQL array types).
+_PLANNED_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "enrollment_id": BigInteger(),
+    "contact_id": BigInteger(),
+    "sequence_id": String(),
+    "step_id": String(),
+    "resend_number": Integer(),
+    "status": String(),
+    "due_at": DateTime(timezone=True),
+    "lease_until": DateTime(timezone=True),
+}
+
+
+@cache
+def _insert_from_arrays() -> Any:
+    """INSERT ... SELECT FROM unnest(...) RETURNING the ids: built once, any number of rows.
+    (On the table, not the entity: a Core statement with parameters, not an ORM bulk insert.)"""
+    table: Table = Delivery.__table__  # type: ignore[assignment]
+    rows = unnest_rows(_PLANNED_COLUMNS)
+    now = bindparam("now", type_=DateTime(timezone=True))
+    return (
+        insert(table)
+        .from_select(
+            [*_PLANNED_COLUMNS, "resend", "attempts", "created_at", "updated_at"],
+            select(*rows.c, false(), literal(0), now, now),
+        )
+        .returning(table.c.id, table.c.enrollment_id, table.c.step_id, table.c.resend_number)
+    )
 
 
 @dataclass(frozen=True)

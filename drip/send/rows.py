@@ -9,13 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, String, Text, Update, case, func, literal, update
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    String,
+    Table,
+    Text,
+    bindparam,
+    case,
+    func,
+    literal,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
-from drip.db import is_postgresql, unnest_rows
+from drip.db import is_postgresql, unnest_params, unnest_rows
 from drip.models import Delivery, DeliveryStatus
 from drip.schedule.store import lease
 
@@ -52,15 +64,19 @@ def finish(
     if not finishes:
         return set()
     columns = sorted({column for values in finishes.values() for column in values})
-    statement = update(Delivery).where(
-        Delivery.id.in_(list(finishes)), Delivery.status == DeliveryStatus.SENDING
-    )
     if is_postgresql(session.get_bind()):  # type: ignore[arg-type]
-        statement, assignments = _from_arrays(finishes, columns)
-    else:
-        assignments = _by_case(finishes, columns)
+        partial = frozenset(c for c in columns if any(c not in v for v in finishes.values()))
+        params = unnest_params(
+            {"id": list(finishes)}
+            | {c: [_plain(values.get(c)) for values in finishes.values()] for c in columns}
+        )
+        statement = _finish_from_arrays(tuple(columns), partial)
+        moved = session.scalars(statement, params | {"now": now}).all()
+        return set(moved)
     moved = session.scalars(
-        statement.values(lease_until=None, updated_at=now, **assignments)
+        update(Delivery)
+        .where(Delivery.id.in_(list(finishes)), Delivery.status == DeliveryStatus.SENDING)
+        .values(lease_until=None, updated_at=now, **_by_case(finishes, columns))
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -77,30 +93,28 @@ _ARRAY_TYPES: dict[str, TypeEngine[Any]] = {
 }
 
 
-def _from_arrays(
-    finishes: Mapping[int, Mapping[str, Any]], columns: list[str]
-) -> tuple[Update, dict[str, Any]]:
-    """One row per delivery, joined from arrays: the statement text is the same for every
-    batch, so it is parsed and compiled once."""
-    rows = unnest_rows(
-        {"id": (BigInteger(), list(finishes))}
-        | {
-            column: (
-                _ARRAY_TYPES[column],
-                [_plain(values.get(column)) for values in finishes.values()],
-            )
-            for column in columns
-        }
+@cache
+def _finish_from_arrays(columns: tuple[str, ...], partial: frozenset[str]) -> Any:
+    """One row per delivery, joined from arrays; built once per set of columns, whatever the
+    number of rows. A column in `partial` keeps its value where a row gives None."""
+    table: Table = Delivery.__table__  # type: ignore[assignment]
+    rows = unnest_rows({"id": BigInteger()} | {c: _ARRAY_TYPES[c] for c in columns})
+    assignments: dict[str, Any] = {
+        column: func.coalesce(rows.c[column], table.c[column])
+        if column in partial
+        else rows.c[column]
+        for column in columns
+    }
+    return (
+        update(table)
+        .where(table.c.id == rows.c.id, table.c.status == DeliveryStatus.SENDING.value)
+        .values(
+            lease_until=None,
+            updated_at=bindparam("now", type_=DateTime(timezone=True)),
+            **assignments,
+        )
+        .returning(table.c.id)
     )
-    statement = update(Delivery).where(
-        Delivery.id == rows.c.id, Delivery.status == DeliveryStatus.SENDING
-    )
-    assignments: dict[str, Any] = {}
-    for column in columns:
-        everyone = all(column in values for values in finishes.values())
-        given = rows.c[column]
-        assignments[column] = given if everyone else func.coalesce(given, getattr(Delivery, column))
-    return statement, assignments
 
 
 def _by_case(finishes: Mapping[int, Mapping[str, Any]], columns: list[str]) -> dict[str, Any]:
