@@ -26,8 +26,10 @@ def test_every_delivery_is_sent_once_or_fails_with_a_reason_through_faults(
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    # Given 120 subscribers (360 deliveries), a provider that fails one request in five in
-    # every way it can, and one of each process and server fault during the run
+    # Given 120 subscribers (360 deliveries), a provider that fails about one request in four
+    # in every way it can, and one of each process and server fault during the run. (Emails
+    # that share a body share a request, so there are only about a hundred requests: the
+    # two ambiguous faults are likely enough that each happens in all but ~1 run in 1,000.)
     plan = Plan(
         contacts=120,
         race_contacts=80,
@@ -42,10 +44,10 @@ def test_every_delivery_is_sent_once_or_fails_with_a_reason_through_faults(
             rate_limit_reset=0.5,
             error_500=0.04,
             error_503=0.04,
-            reset=0.03,
+            reset=0.07,
             slow=0.02,
             slow_seconds=1.5,
-            accept_then_drop=0.03,
+            accept_then_drop=0.07,
             seed=5,
         ),
     )
