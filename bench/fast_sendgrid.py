@@ -1,7 +1,8 @@
 """A fast loopback stand-in for SendGrid's Mail Send, for the benchmark: its own process,
 asyncio, HTTP/1.1 keep-alive, answers 202 with an X-Message-Id and counts each
-`delivery_id` it accepts (a request for several recipients carries one per recipient). (The tests' fake validates every body against the schema; that
-costs more CPU than drip itself, so it is not what a throughput figure should measure.)
+`delivery_id` it accepts (a request for several recipients carries one per recipient).
+(The tests' fake validates every body against the schema; that costs more CPU than drip
+itself, so it is not what a throughput figure should measure.)
 
 Run: python bench/fast_sendgrid.py PORT ; GET /stats answers {"accepted": N, "duplicates": N}.
 """

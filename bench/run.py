@@ -228,6 +228,52 @@ def _up(port: int) -> bool:
         return False
 
 
+# -- 6. the transport against the sendgrid library's own client ------------------------------
+def transports(count: int = 2000) -> dict[str, float]:
+    """The same email posted `count` times to the loopback provider by drip's transport
+    (urllib3 keep-alive pool) and by the `sendgrid` library's client."""
+    from sendgrid import SendGridAPIClient
+
+    from drip.send.message import OutgoingEmail, unsubscribe_headers
+    from drip.send.transports.sendgrid import SendGridTransport, build_payload
+    from drip.sequences.definition import Address
+
+    port = free_port()
+    fake = subprocess.Popen([sys.executable, str(HERE / "fast_sendgrid.py"), str(port)])
+    email = OutgoingEmail(
+        to_email="reader@example.com",
+        to_name="Reader",
+        sender=Address(email="advice@example.com", name="Resume Desk"),
+        reply_to=None,
+        subject="Your executive resume template",
+        html="<p>An email body of about twelve kilobytes.</p>" * 260,
+        text="An email body.\n" * 200,
+        headers=unsubscribe_headers("https://drip.example.com/unsubscribe/token"),
+        custom_args={"delivery_id": "1"},
+    )
+    try:
+        wait(lambda: _up(port), 10, "the fake provider")
+        ours = SendGridTransport(api_key="SG.bench", host=f"http://127.0.0.1:{port}", timeout=5)
+        theirs = SendGridAPIClient(api_key="SG.bench", host=f"http://127.0.0.1:{port}")
+        figures: dict[str, float] = {}
+        for name, send in (
+            ("drip", lambda: ours.send(email)),
+            ("library", lambda: theirs.client.mail.send.post(request_body=build_payload(email))),
+        ):
+            send()
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(count):
+                send()
+            figures[f"{name}_ms"] = (time.perf_counter() - wall) / count * 1000
+            figures[f"{name}_cpu_ms"] = (time.process_time() - cpu) / count * 1000
+        figures["connections"] = ours.pool.num_connections
+        ours.close()
+        return figures
+    finally:
+        fake.terminate()
+        fake.wait(timeout=30)
+
+
 # -- 3. scheduler at scale ----------------------------------------------------------------------
 def scheduler_tick(rows: int) -> dict[str, float]:
     from drip.config import Settings
@@ -379,7 +425,9 @@ def main() -> int:
     tick = scheduler_tick(args.rows)
     print(f"  {tick}\nsignups...", flush=True)
     api = signups(args.seconds, 200)
-    print(f"  {api}", flush=True)
+    print(f"  {api}\ntransports...", flush=True)
+    posts = transports()
+    print(f"  {posts}", flush=True)
     growth = (e2e["rss_end"] - e2e["rss_start"]) / e2e["rss_start"] * 100
     rows = [
         ("1. raw Dramatiq no-op, 2 processes x 8 threads", f"{raw:,.0f} messages/s", "", ""),
@@ -408,6 +456,14 @@ def main() -> int:
             "< +20 %",
         ),
         ("duplicates seen by the provider in run 2", f"{e2e['duplicates']:.0f}", "", "0"),
+        (
+            "6. one email posted: drip's transport / the sendgrid library's client",
+            f"{posts['drip_ms']:.2f} / {posts['library_ms']:.2f} ms "
+            f"({posts['drip_cpu_ms']:.2f} / {posts['library_cpu_ms']:.2f} ms of CPU), "
+            f"{posts['connections']:.0f} connection for 2,001 emails",
+            f"{posts['library_ms'] / posts['drip_ms']:.1f} x faster",
+            "no new connection per email",
+        ),
     ]
     table = ["| measurement | figure | ratio | target |", "|---|---|---|---|"]
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
