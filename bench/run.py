@@ -48,6 +48,11 @@ def fresh_database(name: str) -> str:
     return url
 
 
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def seed(
     url: str,
     count: int,
@@ -212,6 +217,7 @@ def end_to_end(count: int) -> dict[str, float]:
         for process in (scheduler, worker, fake):
             process.terminate()
             process.wait(timeout=30)
+        drop_database("drip_bench_e2e")
     return {
         "emails_per_s": count / (end - start),
         "steady_per_s": count / (end - first),
@@ -282,7 +288,6 @@ def scheduler_tick(rows: int) -> dict[str, float]:
 
     url = fresh_database("drip_bench_scale")
     seed(url, rows, due="now() + interval '30 days' + (g % 1000) * interval '1 minute'")
-    seed(url, 1000, due="now() - interval '1 second'")
     settings = Settings(
         database_url=url,
         redis_url=REDIS,
@@ -293,20 +298,34 @@ def scheduler_tick(rows: int) -> dict[str, float]:
     )
     runtime = build_runtime(settings)
     try:
-        now = datetime.now(UTC)
-        with runtime.sessions() as session, session.begin():  # claim only, rolled back afterwards
-            started = time.perf_counter()
-            claimed = claim_due_deliveries(session, now=now, limit=1000, queue_lease=120)
-            claim_ms = (time.perf_counter() - started) * 1000
-            session.rollback()
-        assert len(claimed) == 1000, len(claimed)
+        # The scheduler's first tick: the recovery pass (every 5 s after) over nothing due
+        scheduler = runtime.scheduler()
         started = time.perf_counter()
-        report = runtime.scheduler().tick()
+        scheduler.tick()
+        recovery_ms = (time.perf_counter() - started) * 1000
+        seed(url, 1000, due="now() - interval '1 second'")
+        now = datetime.now(UTC)
+        for _ in range(2):  # the first claim pays the cold caches; the second is timed
+            with runtime.sessions() as session, session.begin():  # claim only, rolled back
+                started = time.perf_counter()
+                claimed = claim_due_deliveries(session, now=now, limit=1000, queue_lease=120)
+                claim_ms = (time.perf_counter() - started) * 1000
+                session.rollback()
+            assert len(claimed) == 1000, len(claimed)
+        # A tick as it runs between recovery passes: claim, then enqueue, 1,000 due rows
+        started = time.perf_counter()
+        report = scheduler.tick()
         tick_ms = (time.perf_counter() - started) * 1000
         assert report.claimed == 1000, report
     finally:
         runtime.close()
-    return {"claim_ms": claim_ms, "tick_ms": tick_ms, "rows": rows + 1000}
+        drop_database("drip_bench_scale")  # its autovacuum must not run under the next figure
+    return {
+        "claim_ms": claim_ms,
+        "tick_ms": tick_ms,
+        "recovery_ms": recovery_ms,
+        "rows": rows + 1000,
+    }
 
 
 # -- 4. signup latency --------------------------------------------------------------------------
@@ -439,7 +458,8 @@ def main() -> int:
         ),
         (
             f"3. scheduler tick claiming 1,000 of {tick['rows']:,} rows",
-            f"{tick['tick_ms']:.1f} ms (claim alone {tick['claim_ms']:.1f} ms)",
+            f"{tick['tick_ms']:.1f} ms (its claim {tick['claim_ms']:.1f} ms; the recovery pass, "
+            f"every 5 s: {tick['recovery_ms']:.1f} ms)",
             "",
             "<= 50 ms",
         ),
