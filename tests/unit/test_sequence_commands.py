@@ -83,7 +83,7 @@ def test_simulate_prints_utc_and_local_times_with_windows_and_dst(cli: CliRunner
     assert (
         sends[1]["local"] == "2026-11-02T08:00:00-05:00"
     )  # two days later is Sunday: Monday 08:00, after DST
-    assert sends[0]["subject"] == "Your executive resume template, Alex"
+    assert sends[0]["subject"] == "Your executive resume template is here, Alex"
 
 
 def test_preview_writes_html_and_text_for_each_step(cli: CliRunner, tmp_path: Path) -> None:
