@@ -95,6 +95,7 @@ class Renderer:
             tuple(links),
             *(getattr(contact, name) for name in shape.fields),
         )
+        link_tokens = self._tokens.links(links)
         shaped = self._shaped.get(key)
         if shaped is None:
             if len(self._shaped) >= MAX_SHAPED:
@@ -104,10 +105,10 @@ class Renderer:
                 step,
                 contact,
                 unsubscribe_url=self._tokens.unsubscribe,
-                links=self._tokens.links(links),
+                links=link_tokens,
             )
         replacements = {self._tokens.unsubscribe: unsubscribe_url} | {
-            self._tokens.links(links)[name]: value for name, value in links.items()
+            link_tokens[name]: value for name, value in links.items()
         }
         return RenderedEmail(
             subject=fill(shaped.subject, replacements),

@@ -60,6 +60,9 @@ from drip.unsubscribe.links import Links
 
 log = structlog.get_logger(__name__)
 
+#: A logger bound to one delivery's ids.
+Logger = structlog.typing.FilteringBoundLogger
+
 
 class Outcome(StrEnum):
     SENT = "sent"
@@ -126,7 +129,6 @@ class DeliverySender:
         self.throttle = throttle
         self.sessions = sessions
         self.catalog = catalog
-        self.transport = transport
         self.transmitter = Transmitter(transport, throttle=throttle, concurrency=concurrency)
         self.links = links
         self.policy = policy
@@ -156,7 +158,7 @@ class DeliverySender:
         batch = _Batch()
         with self.sessions() as session, session.begin():
             facts = self._facts(session, claimed)
-            outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail]] = []
+            outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail, Logger]] = []
             for delivery in claimed:
                 bound = _bound(delivery)
                 found = facts.get(delivery.enrollment_id)
@@ -184,11 +186,11 @@ class DeliverySender:
                     )
                     bound.warning("send.render_failed", error=str(exc))
                     continue
-                outgoing.append((delivery, loaded, email))
-            answers = self.transmitter.send_all([email for _, _, email in outgoing])
-            for (delivery, loaded, _), answer in zip(outgoing, answers, strict=True):
+                outgoing.append((delivery, loaded, email, bound))
+            answers = self.transmitter.send_all([email for _, _, email, _ in outgoing])
+            for (delivery, loaded, _, bound), answer in zip(outgoing, answers, strict=True):
                 contact, enrollment, _ = facts[delivery.enrollment_id]
-                self._settle(session, batch, delivery, contact, enrollment, loaded, answer)
+                self._settle(session, batch, delivery, contact, enrollment, loaded, answer, bound)
             return self._record(session, batch)
 
     def _facts(
@@ -219,9 +221,9 @@ class DeliverySender:
         enrollment: Enrollment,
         loaded: LoadedSequence,
         answer: Answer,
+        bound: Logger,
     ) -> None:
         """Decide a delivery's outcome from the provider's answer."""
-        bound = _bound(delivery)
         if isinstance(answer, TransientSendError):
             self._transient(session, batch, delivery, answer, bound)
         elif isinstance(answer, PermanentSendError):
@@ -284,7 +286,7 @@ class DeliverySender:
         delivery: Delivery,
         contact: Contact,
         enrollment: Enrollment,
-        bound: structlog.typing.FilteringBoundLogger,
+        bound: Logger,
         *,
         paused: bool,
     ) -> tuple[LoadedSequence, Step] | None:
@@ -396,7 +398,7 @@ class DeliverySender:
         batch: _Batch,
         delivery: Delivery,
         exc: TransientSendError,
-        bound: structlog.typing.FilteringBoundLogger,
+        bound: Logger,
     ) -> None:
         """Back to `queued` with a backoff, or `failed` once the attempts are spent."""
         throttled = isinstance(exc, Throttled)
@@ -437,7 +439,7 @@ class DeliverySender:
         batch.results[delivery.id] = SendResult(Outcome.RETRY, retry_in=delay)
 
 
-def _bound(delivery: Delivery) -> structlog.typing.FilteringBoundLogger:
+def _bound(delivery: Delivery) -> Logger:
     return log.bind(  # type: ignore[no-any-return]
         delivery_id=delivery.id,
         contact_id=delivery.contact_id,

@@ -46,7 +46,8 @@ class Transmitter:
 
     def send_all(self, emails: Sequence[OutgoingEmail]) -> list[Answer]:
         """Each email's answer, in the order given."""
-        groups = [[emails[n] for n in group] for group in self._groups(emails)]
+        positions = self._groups(emails)
+        groups = [[emails[n] for n in group] for group in positions]
         if len(groups) == 1 or self.concurrency == 1:
             answers = [self._send_group(group) for group in groups]
         else:
@@ -54,7 +55,7 @@ class Transmitter:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="drip-send")
             answers = list(self._pool.map(self._send_group, groups))
         in_order: list[Answer | None] = [None] * len(emails)
-        for group, answer in zip(self._groups(emails), answers, strict=True):
+        for group, answer in zip(positions, answers, strict=True):
             for n, one in zip(group, answer, strict=True):
                 in_order[n] = one
         return [answer for answer in in_order if answer is not None]
