@@ -46,11 +46,6 @@ class Progress:
     highest: dict[str, int] = field(default_factory=dict)
 
 
-def read_progress(session: Session, enrollment_id: int) -> Progress:
-    """An enrollment's progress, in one query."""
-    return read_progress_many(session, [enrollment_id])[enrollment_id]
-
-
 def read_progress_many(session: Session, enrollment_ids: Iterable[int]) -> dict[int, Progress]:
     """The progress of each enrollment, in one query for all of them."""
     found = {enrollment_id: Progress() for enrollment_id in enrollment_ids}
@@ -75,7 +70,7 @@ def read_progress_many(session: Session, enrollment_ids: Iterable[int]) -> dict[
 
 def progress(session: Session, enrollment_id: int) -> tuple[set[str], datetime | None]:
     """Ids of the steps this enrollment has passed, and when the last email went."""
-    current = read_progress(session, enrollment_id)
+    current = read_progress_many(session, [enrollment_id])[enrollment_id]
     return current.passed, current.last_sent
 
 
