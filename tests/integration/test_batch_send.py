@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
+from drip.db import utcnow
 from drip.models import Contact, ContactStatus, Delivery, DeliveryStatus
 from drip.runtime import Runtime
 from drip.send.message import OutgoingEmail
@@ -95,3 +96,45 @@ def test_a_batch_records_each_outcome_on_its_own_row(
         (rows[by_name[n]].contact_id, "second", DeliveryStatus.SCHEDULED) for n in ("ana", "eve")
     )
     assert [results[by_name[n]].next_delivery for n in names] == [None] * 5
+
+
+def test_a_batch_sharing_a_body_is_one_request_and_each_reader_gets_their_own_links(
+    runtime: Runtime, fake_sendgrid: FakeSendGrid
+) -> None:
+    # Given four subscribers past step 1, which reads contact.attributes: rendered in full,
+    # one request each
+    client = api_client(runtime)
+    for name in ["fay", "gus", "hal", "ivy"]:
+        assert client.post("/signups", json={"email": f"{name}@example.com"}).status_code == 202
+    runtime.sender.send_batch([d.id for d in deliveries(runtime)])
+    assert len(fake_sendgrid.requests) == 4
+    # And their step 2 (one body for everyone) made due now
+    with runtime.sessions() as session, session.begin():
+        session.execute(
+            update(Delivery)
+            .where(Delivery.step_id == "second")
+            .values(status=DeliveryStatus.QUEUED, due_at=utcnow())
+        )
+    ids = [d.id for d in deliveries(runtime) if d.step_id == "second"]
+    assert len(ids) == 4
+
+    # When one batch sends them
+    results = runtime.sender.send_batch(ids)
+
+    # Then the provider got one more request, and each reader the email addressed to them
+    assert {results[i].outcome for i in ids} == {Outcome.SENT}
+    assert len(fake_sendgrid.requests) == 5
+    assert len(fake_sendgrid.requests[-1]["personalizations"]) == 4
+    unsubscribe_links = set()
+    for got in fake_sendgrid.accepted[4:]:
+        link = got.payload["headers"]["List-Unsubscribe"].strip("<>")
+        html, text = got.payload["content"][1]["value"], got.payload["content"][0]["value"]
+        assert f'href="{link}?sequence=quick"' in html  # the footer links to their own page
+        assert f"Unsubscribe: {link}?sequence=quick" in text
+        assert "dripslot" not in html + text
+        unsubscribe_links.add(link)
+    assert len(unsubscribe_links) == 4
+    # And every row records the request's message id
+    rows = [d for d in deliveries(runtime) if d.id in ids]
+    assert {d.status for d in rows} == {DeliveryStatus.SENT}
+    assert {d.provider_message_id for d in rows} == {fake_sendgrid.accepted[-1].message_id}
