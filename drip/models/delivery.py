@@ -46,6 +46,13 @@ class DeliveryStatus(StrEnum):
 PENDING = (DeliveryStatus.SCHEDULED, DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
 
+#: A row the planner made: a resend or a confirmation is off the planned line.
+PLANNED = "resend = false AND step_id <> '_confirm'"
+#: At most one planned row per (enrollment, step) may be pending, and at most one sent.
+PENDING_PLANNED = f"status IN ('scheduled', 'queued', 'sending') AND {PLANNED}"
+SENT_PLANNED = f"status = 'sent' AND {PLANNED}"
+
+
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -64,6 +71,23 @@ class Delivery(Base):
             sqlite_where=text("status IN ('queued', 'sending')"),
         ),
         Index("ix_deliveries_contact_status", "contact_id", "status"),
+        # A planning bug becomes a refused insert instead of a second email (migration 0005).
+        Index(
+            "ux_deliveries_pending_planned",
+            "enrollment_id",
+            "step_id",
+            unique=True,
+            postgresql_where=text(PENDING_PLANNED),
+            sqlite_where=text(PENDING_PLANNED),
+        ),
+        Index(
+            "ux_deliveries_sent_planned",
+            "enrollment_id",
+            "step_id",
+            unique=True,
+            postgresql_where=text(SENT_PLANNED),
+            sqlite_where=text(SENT_PLANNED),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
