@@ -6,13 +6,21 @@ explicit arguments; nothing below those edges imports this module's `Settings()`
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+#: The shortest admin or metrics bearer token accepted.
+MIN_TOKEN_LENGTH = 32
+
+#: An IPv4 or IPv6 network, as `ipaddress.ip_network` returns.
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Environment(StrEnum):
@@ -83,8 +91,44 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
     #: Bearer token for the read-only `/admin` page; unset: the page is off.
     admin_token: str | None = None
+    #: Bearer token Prometheus gives to scrape `/metrics`; unset: `/metrics` is off.
+    metrics_token: str | None = None
+    #: Reverse proxies (comma-separated IPs or CIDRs) whose `X-Forwarded-For` is believed.
+    trusted_proxies: str = ""
     #: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
     state_dir: Path = Path(".drip")
+
+    @field_validator("admin_token", "metrics_token")
+    @classmethod
+    def _long_enough(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A short bearer token falls to guessing; 32 characters is what `token_urlsafe(24)` gives.
+        if value is not None and len(value) < MIN_TOKEN_LENGTH:
+            name = f"DRIP_{(info.field_name or '').upper()}"
+            raise ValueError(
+                f"{name} must be at least {MIN_TOKEN_LENGTH} characters "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"DRIP_TRUSTED_PROXIES: {item!r} is not an IP address or network"
+                ) from exc
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """The networks of `trusted_proxies`, parsed (validated when the settings load)."""
+        return tuple(
+            ipaddress.ip_network(item, strict=False)
+            for item in filter(None, (part.strip() for part in self.trusted_proxies.split(",")))
+        )
 
     @model_validator(mode="after")
     def _check_production(self) -> Self:
