@@ -155,3 +155,34 @@ def test_a_step_can_override_the_sequence_window_with_none() -> None:
     assert plan_due(saturday_night, sequence.steps[1], sequence, NEW_YORK) == datetime(
         2026, 6, 15, 12, tzinfo=UTC
     )
+
+
+def test_a_window_opening_inside_the_repeated_autumn_hour_opens_at_its_first_occurrence() -> None:
+    # New York falls back on Sunday 2026-11-01: 01:00-02:00 happens twice, first in EDT
+    # (UTC-4), then in EST (UTC-5). A window opening at 01:30 opens at the first 01:30,
+    # 01:30 EDT = 05:30 UTC (the second would be 01:30 EST = 06:30 UTC).
+    window = SendWindow(days=("sun",), start=time(1, 30), end=time(6))
+    sunday_midnight = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 EDT
+    due = fit_window(sunday_midnight, window, NEW_YORK)
+    assert due == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    assert (due.astimezone(NEW_YORK).time(), due.astimezone(NEW_YORK).utcoffset()) == (
+        time(1, 30),
+        timedelta(hours=-4),
+    )
+
+
+def test_a_due_time_in_the_second_pass_of_the_repeated_hour_is_inside_the_window() -> None:
+    # 06:15 UTC on 2026-11-01 is 01:15 EST, the second 01:15 of the night: the wall clock
+    # reads before 01:30, but the window opened at the first 01:30 (05:30 UTC) and closes
+    # at 06:00 EST (11:00 UTC), so the due time is kept, never moved back before itself.
+    window = SendWindow(days=("sun",), start=time(1, 30), end=time(6))
+    second_pass = datetime(2026, 11, 1, 6, 15, tzinfo=UTC)
+    assert fit_window(second_pass, window, NEW_YORK) == second_pass
+
+
+def test_a_window_that_has_closed_on_the_autumn_sunday_waits_a_week() -> None:
+    # 12:00 EST on Sunday 2026-11-01 (17:00 UTC) is past 06:00: the next Sunday opening is
+    # 2026-11-08 01:30 EST (no change that night) = 06:30 UTC.
+    window = SendWindow(days=("sun",), start=time(1, 30), end=time(6))
+    noon = datetime(2026, 11, 1, 17, 0, tzinfo=UTC)
+    assert fit_window(noon, window, NEW_YORK) == datetime(2026, 11, 8, 6, 30, tzinfo=UTC)
