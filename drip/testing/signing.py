@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,7 +22,9 @@ class WebhookSigner:
         )
         self.public_key = base64.b64encode(der).decode()
 
-    def headers(self, body: bytes, timestamp: str = "1700000000") -> dict[str, str]:
+    def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+        """Signed headers for `body` at `timestamp` (epoch seconds; default: now)."""
+        timestamp = timestamp if timestamp is not None else str(int(time.time()))
         signature = self._private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
         return {
             SIGNATURE_HEADER: base64.b64encode(signature).decode(),

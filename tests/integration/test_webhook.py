@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import dramatiq
@@ -32,6 +33,9 @@ def vector_runtime(settings: Settings, vectors: dict[str, str]) -> Runtime:
     rt = build_runtime(
         settings.model_copy(update={"sendgrid_webhook_public_key": vectors["public_key"]})
     )
+    # The vectors were signed long ago: check them with their own time as "now".
+    assert rt.webhook_verifier is not None
+    rt.webhook_verifier.clock = lambda: float(vectors["timestamp"])
     yield rt  # type: ignore[misc]
     rt.close()
 
@@ -235,6 +239,32 @@ def test_an_oversized_body_gets_413_unread(settings: Settings) -> None:
         assert signed_post(rt, body).status_code == 413
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("stamp", ["0", "-400", "+400", "nan", "yesterday"])
+def test_a_signed_body_with_a_stale_or_unreadable_timestamp_is_refused(
+    runtime: Runtime, stamp: str
+) -> None:
+    # Given a body correctly signed by the configured key, at a time outside the window
+    if stamp[0] in "+-":
+        stamp = str(int(time.time() + int(stamp)))
+    body = json.dumps([{"event": "open", "sg_event_id": "stale"}]).encode()
+    headers = WEBHOOK_KEYS.headers(body, timestamp=stamp)
+    # When it is posted
+    response = api_client(runtime).post("/webhooks/sendgrid", content=body, headers=headers)
+    # Then it is refused, and nothing is stored
+    assert response.status_code == 403
+    assert "timestamp" in response.json()["detail"]
+    with runtime.sessions() as session:
+        assert session.scalars(select(ProviderEvent)).all() == []
+
+
+def test_a_signed_body_within_the_window_is_accepted(runtime: Runtime) -> None:
+    body = json.dumps([{"event": "open", "sg_event_id": "fresh"}]).encode()
+    for stamp in (time.time() - 290, time.time() + 290):
+        headers = WEBHOOK_KEYS.headers(body, timestamp=str(int(stamp)))
+        response = api_client(runtime).post("/webhooks/sendgrid", content=body, headers=headers)
+        assert response.status_code == 200, response.text
 
 
 def test_unsigned_posts_are_refused(runtime: Runtime) -> None:
