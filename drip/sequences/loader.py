@@ -1,4 +1,10 @@
-"""Parse one sequence file, reporting each problem with file, line and field."""
+"""Parse one sequence file, reporting each problem with file, line and field.
+
+A sequence file is read by the service at startup and by CI, so a hostile or broken one
+must fail fast rather than hang them: it is capped in size, YAML anchors and aliases
+(whose nesting expands exponentially, the "billion laughs") are refused where they appear,
+and so is nesting deeper than any sequence needs.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,40 @@ SEQUENCE_SUFFIXES = (".yaml", ".yml")
 
 #: Templates live here, below the sequences folder.
 TEMPLATES_SUBDIR = "templates"
+
+#: The largest sequence file read: ten steps take about 4 KiB, so this is room to spare.
+MAX_SEQUENCE_FILE_BYTES = 256 * 1024
+
+#: The deepest nesting of mappings and lists accepted (a sequence file needs four).
+MAX_NESTING = 32
+
+
+class _SequenceYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses anchors, aliases and deep nesting where they are."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases (&name, *name, <<) are not allowed in a sequence file:"
+                " write the value out",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_NESTING} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def sequence_files(paths: Iterable[Path]) -> list[Path]:
@@ -49,12 +89,25 @@ def parse_sequence_file(path: Path) -> ParsedFile:
     """Parse one YAML file into a Sequence; raise SequenceError with file, line and field."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_SEQUENCE_FILE_BYTES + 1)
+        if len(raw) > MAX_SEQUENCE_FILE_BYTES:
+            raise SequenceError(
+                [
+                    Problem(
+                        name,
+                        None,
+                        "file",
+                        f"is larger than {MAX_SEQUENCE_FILE_BYTES // 1024} KiB,"
+                        " the most a sequence file may be",
+                    )
+                ]
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SequenceError([Problem(name, None, "file", f"cannot be read: {exc}")]) from exc
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _compose_and_construct(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -78,6 +131,16 @@ def parse_sequence_file(path: Path) -> ParsedFile:
     if problems:
         raise SequenceError(problems)
     return ParsedFile(sequence, path, root)
+
+
+def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its data, parsed once."""
+    loader = _SequenceYamlLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
 
 
 def content_version(path: Path, template_paths: Iterable[Path]) -> str:

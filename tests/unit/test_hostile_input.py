@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from drip.errors import DelayError, SequenceError
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.delays import parse_delay
+from drip.sequences.loader import MAX_SEQUENCE_FILE_BYTES, parse_sequence_file
 from tests.conftest import TEST_SEQUENCES
 
 KEYS = [
@@ -121,3 +123,61 @@ def test_a_mutated_step_of_a_valid_file_is_refused_cleanly(changes: dict[str, ob
     data = yaml.safe_load((TEST_SEQUENCES / "quick.yaml").read_text())
     data["steps"][1].update(changes)
     _load(yaml.safe_dump(data))
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    try:
+        parse_sequence_file(path)
+    except SequenceError as exc:
+        return [str(p) for p in exc.problems]
+    raise AssertionError("the file was accepted")
+
+
+def test_nested_aliases_are_refused_at_once_with_their_line(tmp_path: Path) -> None:
+    # Given the "billion laughs": each level repeats the one before nine times
+    levels = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for n in range(1, 12):
+        before, name = chr(ord("a") + n - 1), chr(ord("a") + n)
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{before}"] * 9) + "]")
+    text = "id: bomb\n" + "\n".join(levels) + "\n"
+    # When it is loaded, then it is refused where the first anchor is, before any expansion
+    started = time.monotonic()
+    assert _problems(tmp_path, text) == [
+        f"{tmp_path / 's.yaml'}:2: yaml: anchors and aliases (&name, *name, <<) are not allowed"
+        " in a sequence file: write the value out"
+    ]
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_single_alias_is_refused_too(tmp_path: Path) -> None:
+    text = (TEST_SEQUENCES / "quick.yaml").read_text()
+    text = text.replace("timezone: UTC", "timezone: &zone UTC\nlabel: *zone")
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 's.yaml'}:5: yaml: anchors and aliases")
+
+
+def test_a_merge_key_is_refused(tmp_path: Path) -> None:
+    text = "base: &base {delay: 1d}\nsteps:\n  - <<: *base\n    id: x\n"
+    (problem,) = _problems(tmp_path, text)
+    assert ":1: yaml: anchors and aliases" in problem
+
+
+def test_a_file_over_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
+    # Given a valid file padded with comments past the cap
+    text = (TEST_SEQUENCES / "quick.yaml").read_text()
+    padding = "# padding\n" * (MAX_SEQUENCE_FILE_BYTES // 10 + 1)
+    assert len((text + padding).encode()) > MAX_SEQUENCE_FILE_BYTES
+    assert _problems(tmp_path, text + padding) == [
+        f"{tmp_path / 's.yaml'}: file: is larger than 256 KiB, the most a sequence file may be"
+    ]
+    # And the same file under the cap loads as far as its templates
+    (tmp_path / "s.yaml").write_text(text + padding[: MAX_SEQUENCE_FILE_BYTES - len(text) - 10])
+    assert parse_sequence_file(tmp_path / "s.yaml").sequence.id == "quick"
+
+
+def test_deep_nesting_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = "id: deep\nsteps: " + "[" * 200_000
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 's.yaml'}:2: yaml: nested deeper than 32 levels")
