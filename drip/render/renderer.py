@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import css_inline
 from jinja2 import Template, TemplateError, TemplateNotFound
@@ -15,12 +15,46 @@ from drip.errors import RenderError
 from drip.render.environment import build_environment
 from drip.render.reuse import Shape, SharedBody, Tokens, fill, plain, shape_of
 from drip.render.text import html_to_text, text_footer
-from drip.sequences.definition import Sequence, Step
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 
 #: Rendered shapes kept per renderer (a step times the distinct contact fields it reads).
 MAX_SHAPED = 4096
+
+
+class Step(Protocol):
+    """What the renderer reads of a step (a sequence file's `steps[i]`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def template(self) -> str: ...
+    @property
+    def preheader(self) -> str | None: ...
+
+
+class Sender(Protocol):
+    """What templates see as `sender`: the sequence's from address."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+
+
+class Sequence(Protocol):
+    """What the renderer reads of a sequence; the rendering needs nothing else of its file."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def from_(self) -> Sender: ...
+    @property
+    def layout(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,24 @@
 
 A catalog is built only when every file parses, its step ids are unique, every template
 it names exists and compiles, no template reaches outside the sandbox, its layout uses
-`unsubscribe_url`, and every step renders for sample contacts with and without a first
-name. So a bad edit is refused when the service starts or in CI, never at send time.
+`unsubscribe_url`, its offered file is inside `files/`, and every step renders for sample
+contacts with and without a first name into an email with a working unsubscribe link and
+the postal address in both parts. So a bad edit is refused when the service starts or in
+CI, never at send time. The checks themselves are the renderer's (`drip.render.checks`);
+this module says where in the sequence file each problem is.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import TemplateSyntaxError, meta
-
 from drip.errors import Problem, RenderError, SequenceError, UnknownSequence
-from drip.render.environment import unsafe_attributes
+from drip.render.checks import footer_problems, insecure_links, parse_template, uses_unsubscribe_url
 from drip.render.renderer import Renderer, TemplateContact, text_template_names
 from drip.sequences.definition import CONFIRM_STEP, Sequence, Step
+from drip.sequences.files import OfferFileError, resolve_offer_file
 from drip.sequences.loader import (
     TEMPLATES_SUBDIR,
     ParsedFile,
@@ -146,24 +147,9 @@ def check_templates(
                 )
             )
             continue
-        source = path.read_text(encoding="utf-8")
-        try:
-            tree = env.parse(source, template, str(path))
-        except TemplateSyntaxError as exc:
-            problems.append(
-                Problem(str(path), exc.lineno, "template", exc.message or "syntax error")
-            )
-            continue
-        for line, attr in unsafe_attributes(tree):
-            problems.append(
-                Problem(
-                    str(path),
-                    line,
-                    "template",
-                    f"{attr!r} reaches outside the sandbox and is refused",
-                )
-            )
-        if loc == ("layout",) and "unsubscribe_url" not in meta.find_undeclared_variables(tree):
+        tree, found = parse_template(env, path, template)
+        problems.extend(found)
+        if tree is not None and loc == ("layout",) and not uses_unsubscribe_url(tree):
             problems.append(
                 Problem(
                     name,
@@ -172,15 +158,13 @@ def check_templates(
                     f"layout {template!r} must show {{{{ unsubscribe_url }}}}",
                 )
             )
-    if sequence.download is not None and not (root.parent / sequence.download.file).is_file():
-        problems.append(
-            Problem(
-                name,
-                parsed.line_of("download", "file"),
-                "download.file",
-                f"file {sequence.download.file!r} not found under {root.parent}",
+    if sequence.download is not None:
+        try:
+            resolve_offer_file(root.parent, sequence.download.file)
+        except OfferFileError as exc:
+            problems.append(
+                Problem(name, parsed.line_of("download", "file"), "download.file", str(exc))
             )
-        )
     if problems:
         return problems
     confirmation = sequence.confirmation_step()
@@ -209,6 +193,22 @@ def check_templates(
                     )
                 )
                 break
+            missing = footer_problems(
+                email,
+                unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
+                postal_address=renderer.postal_address,
+            )
+            if missing:
+                problems.extend(
+                    Problem(
+                        name,
+                        parsed.line_of(*where),
+                        _dotted(where),
+                        f"rendered with layout {sequence.layout!r}, {message}",
+                    )
+                    for message in missing
+                )
+                break
             if require_https:
                 problems.extend(
                     Problem(
@@ -220,19 +220,6 @@ def check_templates(
                     for link in sorted(set(insecure_links(email.html)))
                 )
     return problems
-
-
-#: href and src values in rendered HTML.
-_LINKS = re.compile(r"""(?:href|src)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
-
-
-def insecure_links(html: str) -> list[str]:
-    """Links that a production email must not carry: anything but https:// or mailto:."""
-    return [
-        link
-        for link in _LINKS.findall(html)
-        if not link.startswith(("https://", "mailto:")) and not link.startswith("#")
-    ]
 
 
 def sample_links(sequence: Sequence, step: Step | None = None) -> dict[str, str]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.functional_validators import BeforeValidator
 
 from drip.sequences.delays import parse_delay
+from drip.sequences.files import check_offer_name
 
 #: Subjects longer than this are cut off by most inboxes.
 MAX_SUBJECT_LENGTH = 120
@@ -101,6 +102,11 @@ class Download(Strict):
 
     file: str = Field(min_length=1)
     filename: str | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _inside_files(cls, value: str) -> str:
+        return check_offer_name(value)
 
     @property
     def download_name(self) -> str:

@@ -246,7 +246,8 @@ class Run:
         (self.work / "sequences" / "chaos.yaml").write_text(SEQUENCE)
         templates = self.work / "sequences" / "templates"
         (templates / "base.html").write_text(
-            '<html><body>{{ content }}<a href="{{ unsubscribe_url }}">u</a></body></html>'
+            '<html><body>{{ content }}<a href="{{ unsubscribe_url }}">u</a>'
+            " {{ postal_address }}</body></html>"
         )
         for step in ("one", "two", "three"):
             (templates / f"{step}.html").write_text(f"<p>Email {step}.</p>")

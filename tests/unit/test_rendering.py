@@ -99,3 +99,71 @@ def test_line_breaks_in_a_name_never_reach_the_subject(catalog: SequenceCatalog)
     assert "\n" not in email.subject
     assert "\r" not in email.subject
     assert email.subject == "Welcome, Eve Bcc: x@evil.test"
+
+
+@pytest.mark.parametrize("suffix", [".j2", ".htm", ".email", ""])
+def test_a_step_template_of_any_extension_escapes_contact_data(
+    sequences_dir: Path, suffix: str
+) -> None:
+    # Given a step template whose name does not end in .html
+    (sequences_dir / "templates" / "quick" / f"welcome{suffix}").write_text(
+        "<p>Hello {{ contact.first_name or 'friend' }}</p>"
+    )
+    path = sequences_dir / "quick.yaml"
+    path.write_text(path.read_text().replace("quick/welcome.html", f"quick/welcome{suffix}"))
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    # When a subscriber's name is markup, then it is shown, not obeyed
+    email = render(catalog, TemplateContact(email="a@example.com", first_name="<b>x</b>"))
+    assert "Hello &lt;b&gt;x&lt;/b&gt;" in email.html
+    assert "<b>x</b>" not in email.html
+    assert "Hello <b>x</b>" in email.text  # the text part is plain text, not HTML
+
+
+def test_a_plain_text_part_is_not_escaped(sequences_dir: Path) -> None:
+    (sequences_dir / "templates" / "quick" / "welcome.txt").write_text(
+        "Hello {{ contact.first_name }} & welcome"
+    )
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    email = render(catalog, TemplateContact(email="a@example.com", first_name="Ann & <Bo>"))
+    assert email.text.startswith("Hello Ann & <Bo> & welcome\n")
+
+
+@pytest.mark.parametrize(
+    ("expression", "refusal"),
+    [
+        ("'x' * 1000000000", "repeating 1 item(s) 1000000000 times"),
+        ("1000000000 * 'x'", "repeating 1 item(s) 1000000000 times"),
+        ("[0, 1] * 60000", "repeating 2 item(s) 60000 times"),
+        ("10 ** 100000000", "a power of exponent 100000000"),
+        ("(2 ** 4000) ** 2", "a power of exponent 2 is larger than 4096 bits"),
+        ("(2 ** 4000) * (2 ** 4000)", "the product is larger than 4096 bits"),
+    ],
+)
+def test_the_sandbox_refuses_operators_that_would_exhaust_memory(
+    sequences_dir: Path, expression: str, refusal: str
+) -> None:
+    # Given a template whose arithmetic would build a huge value
+    template = sequences_dir / "templates" / "quick" / "third.html"
+    template.write_text(f"<p>{{{{ {expression} }}}}</p>")
+    # When the sequences are validated, then it is refused by the sandbox, naming the step
+    with pytest.raises(SequenceError) as caught:
+        SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    (problem,) = caught.value.problems
+    assert problem.field == "steps[2]"
+    assert "quick/third.html: refused by the sandbox:" in problem.message
+    assert refusal in problem.message
+
+
+def test_the_sandbox_allows_small_arithmetic(sequences_dir: Path) -> None:
+    template = sequences_dir / "templates" / "quick" / "third.html"
+    template.write_text("<p>{{ '-' * 20 }} {{ 2 ** 10 }} {{ [1] * 3 }} {{ 2.5 * 2 }}</p>")
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    email = render(catalog, TemplateContact(email="a@example.com"), 2)
+    assert "-------------------- 1024 [1, 1, 1] 5.0" in email.html
+
+
+def test_templates_cannot_change_what_they_are_given(sequences_dir: Path) -> None:
+    template = sequences_dir / "templates" / "quick" / "third.html"
+    template.write_text("<p>{{ contact.attributes.clear() }}</p>")
+    with pytest.raises(SequenceError, match="refused by the sandbox"):
+        SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import json
+import os
 import shutil
 from email import policy
 from pathlib import Path
@@ -36,6 +37,44 @@ def test_validate_passes_the_shipped_series(cli: CliRunner) -> None:
     result = cli.invoke(app, ["sequences", "validate", "--production", str(REPO / "sequences")])
     assert result.exit_code == 0, result.output
     assert "executive-resume  10 steps" in result.output
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "refusal"),
+    [
+        (
+            '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+            "Unsubscribe",
+            "layout: layout 'layouts/base.html' must show {{ unsubscribe_url }}",
+        ),
+        (
+            '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+            "Unsubscribe at {{ unsubscribe_url }}",
+            "steps[0]: rendered with layout 'layouts/base.html', its HTML has no working"
+            ' unsubscribe link (an <a href="{{ unsubscribe_url }}"> in the layout)',
+        ),
+        (
+            "{{ postal_address }}",
+            "",
+            "steps[9]: rendered with layout 'layouts/base.html',"
+            " its HTML does not show the postal address ({{ postal_address }})",
+        ),
+    ],
+)
+def test_validate_refuses_the_shipped_series_when_its_layout_loses_its_footer(
+    cli: CliRunner, tmp_path: Path, old: str, new: str, refusal: str
+) -> None:
+    # Given the shipped series with its layout's unsubscribe link or postal address broken
+    copy = tmp_path / "shipped"
+    shutil.copytree(REPO / "sequences", copy)
+    layout = copy / "templates" / "layouts" / "base.html"
+    assert old in layout.read_text()
+    layout.write_text(layout.read_text().replace(old, new))
+    # When it is validated, then it is refused, naming the sequence file and what is missing
+    result = cli.invoke(app, ["sequences", "validate", str(copy)])
+    assert result.exit_code == 1, result.output
+    assert f"{copy / 'executive-resume.yaml'}:" in result.output
+    assert refusal in result.output
 
 
 def test_validate_in_production_mode_refuses_a_plain_http_link(
@@ -115,6 +154,8 @@ def test_preview_writes_html_and_text_for_each_step(cli: CliRunner, tmp_path: Pa
 @pytest.mark.browser
 def test_preview_png_is_a_screenshot_by_headless_chromium(cli: CliRunner, tmp_path: Path) -> None:
     if shutil.which("chromium") is None:
+        if os.environ.get("CI"):
+            pytest.fail("needs Debian's chromium package")
         pytest.skip("Debian's chromium is not installed")
     result = cli.invoke(
         app,

@@ -6,6 +6,7 @@ import pytest
 
 from drip.errors import SequenceError
 from drip.sequences.catalog import SequenceCatalog
+from drip.sequences.files import OfferFileError, resolve_offer_file
 from tests.conftest import REPO
 
 
@@ -119,3 +120,86 @@ def test_every_problem_of_every_file_is_reported_at_once(sequences_dir: Path) ->
     problems = problems_of(sequences_dir)
     assert any("quick.yaml" in p and "steps[1].delay" in p for p in problems)
     assert any("other.yaml:1: from: Field required" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("../../../../etc/passwd", "contains '..'"),
+        ("files/../../../../etc/passwd", "contains '..'"),
+        ("/etc/passwd", "is an absolute path"),
+        ("C:/Windows/win.ini", "is an absolute path"),
+        ("quick.yaml", "is not under files/"),
+        ("files\\\\guide.txt", "is not a file name"),
+        ("files/missing.pdf", "is not a file under"),
+    ],
+)
+def test_an_offered_file_outside_files_is_refused_with_file_line_and_field(
+    sequences_dir: Path, written: str, why: str
+) -> None:
+    path = sequences_dir / "quick.yaml"
+    line = edit(path, "download: {file: files/guide.txt", f'download: {{file: "{written}"')
+    (problem,) = problems_of(sequences_dir)
+    assert problem.startswith(f"{path}:{line}: download.file: ")
+    assert why in problem
+
+
+def test_an_offered_file_linked_out_of_files_is_refused(sequences_dir: Path) -> None:
+    # Given files/guide.txt replaced by a symbolic link to a file outside the folder
+    (sequences_dir / "files" / "guide.txt").unlink()
+    (sequences_dir / "files" / "guide.txt").symlink_to("/etc/passwd")
+    line = edit(sequences_dir / "quick.yaml", "download:", "download:")
+    (problem,) = problems_of(sequences_dir)
+    assert problem.startswith(f"{sequences_dir / 'quick.yaml'}:{line}: download.file: ")
+    assert "leads outside" in problem
+
+
+def test_resolve_offer_file_is_the_one_rule_for_loading_and_serving(sequences_dir: Path) -> None:
+    assert (
+        resolve_offer_file(sequences_dir, "files/guide.txt")
+        == (sequences_dir / "files" / "guide.txt").resolve()
+    )
+    (sequences_dir / "files" / "outside").symlink_to(sequences_dir / "quick.yaml")
+    for name in ("../quick.yaml", "/etc/passwd", "files/outside", "files", "files/", ""):
+        with pytest.raises(OfferFileError):
+            resolve_offer_file(sequences_dir, name)
+
+
+def test_a_layout_that_shows_the_unsubscribe_url_without_linking_it_is_refused(
+    sequences_dir: Path,
+) -> None:
+    # Given a layout that names unsubscribe_url, but as text, not as a link
+    layout = sequences_dir / "templates" / "layouts" / "base.html"
+    edit(
+        layout,
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+        "Unsubscribe: {{ unsubscribe_url }}",
+    )
+    problems = problems_of(sequences_dir)
+    # Then every step, the confirmation email too, is refused where the file names it
+    path = sequences_dir / "quick.yaml"
+    for where in ("steps[0]", "steps[1]", "steps[2]", "confirmation"):
+        assert any(
+            p.startswith(f"{path}:")
+            and f": {where}: rendered with layout 'layouts/base.html'," in p
+            and "its HTML has no working unsubscribe link" in p
+            for p in problems
+        ), (where, problems)
+
+
+def test_a_link_to_the_unsubscribe_url_inside_a_comment_does_not_count(sequences_dir: Path) -> None:
+    layout = sequences_dir / "templates" / "layouts" / "base.html"
+    edit(
+        layout,
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+        '<!-- <a href="{{ unsubscribe_url }}">x</a> -->',
+    )
+    assert any("no working unsubscribe link" in p for p in problems_of(sequences_dir))
+
+
+def test_a_layout_without_the_postal_address_is_refused(sequences_dir: Path) -> None:
+    layout = sequences_dir / "templates" / "layouts" / "base.html"
+    edit(layout, "{{ postal_address }}", "")
+    problems = problems_of(sequences_dir)
+    assert len(problems) == 4  # three steps and the confirmation email
+    assert all("its HTML does not show the postal address" in p for p in problems), problems
