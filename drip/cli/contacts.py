@@ -6,6 +6,7 @@ import json
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
 from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
@@ -13,7 +14,7 @@ from drip.cli.output import JSON, print_json, short_time, table
 from drip.db import transaction, utcnow
 from drip.errors import UnknownSequence
 from drip.models import Contact, ContactStatus
-from drip.reports.timeline import contact_timeline
+from drip.reports.timeline import Timeline, contact_timeline
 from drip.signup.request import SignupRequest, normalize_email
 from drip.signup.service import enroll_contact
 from drip.unsubscribe.privacy import export_contact, find_contact, forget_contact
@@ -161,15 +162,23 @@ def show(
     if as_json:
         print_json(timeline.as_dict())
         return
+    print_timeline(timeline)
+
+
+def print_timeline(timeline: Timeline) -> None:
+    """Print a timeline for people. Everything a subscriber or a provider wrote (name,
+    source, reasons, event details) is printed as literal text, never read as Rich markup,
+    so `[link=...]` or `[red]` in a name stays visible as typed."""
     c = timeline.contact
     console.print(
-        f"[bold]{c['email'] or '(forgotten)'}[/bold]  {c['first_name'] or ''}  "
-        f"signed up {short_time(c['signed_up_at'])} via {c['source'] or '-'}"
-        f"  zone {c['timezone'] or '-'}"
+        f"[bold]{escape(c['email'] or '(forgotten)')}[/bold]  {escape(c['first_name'] or '')}  "
+        f"signed up {short_time(c['signed_up_at'])} via {escape(c['source'] or '-')}"
+        f"  zone {escape(c['timezone'] or '-')}",
+        highlight=False,
     )
     status = c["status"] + (f": {c['status_reason']}" if c["status_reason"] else "")
     console.print(
-        f"status: {status}"
+        f"status: {escape(status)}"
         + (f" (since {short_time(c['status_changed_at'])})" if c["status_changed_at"] else ""),
         highlight=False,
     )

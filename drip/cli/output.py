@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from drip.cli.common import console, errors
 from drip.db import utcnow
@@ -38,8 +39,12 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for column in columns:
         out.add_column(column)
     for row in rows:
+        # Text, not markup: cells carry what subscribers and providers wrote (names, reasons).
         out.add_row(
-            *("-" if v is None else short_time(v) if isinstance(v, str) else str(v) for v in row)
+            *(
+                Text("-" if v is None else short_time(v) if isinstance(v, str) else str(v))
+                for v in row
+            )
         )
     console.print(out)
 
