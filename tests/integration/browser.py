@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import uvicorn
 
 from drip.api.app import create_app
 from drip.render.preview import CHROMIUM_FLAGS
 from drip.runtime import Runtime
+from drip.testing.threads import CheckedThread
+from tests.conftest import require_tools, wait_for
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -33,11 +31,9 @@ def live_server(runtime: Runtime, port: int) -> Iterator[str]:
     server = uvicorn.Server(
         uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_config=None)
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = CheckedThread(server.run, name="uvicorn")
     thread.start()
     try:
-        from tests.conftest import wait_for
-
         wait_for(lambda: server.started, what="the API server")
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -48,11 +44,7 @@ def live_server(runtime: Runtime, port: int) -> Iterator[str]:
 @contextmanager
 def chromium() -> Iterator[object]:
     """A headless Chromium session; skipped locally without Chromium, failed under CI."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        message = "needs Debian's chromium and chromium-driver packages"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_tools(CHROMIUM, CHROMEDRIVER, why="Debian's chromium and chromium-driver packages")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

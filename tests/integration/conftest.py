@@ -1,7 +1,8 @@
 """Real PostgreSQL (a fresh database per test, cloned from a migrated template), real Redis
 (a namespace per test, deleted afterwards), a real Dramatiq worker and a fake SendGrid.
 
-Locally a missing service skips these tests; under CI (`CI=true`) it fails them.
+Every test here is marked `integration` (by tests/conftest.py). Locally a missing service
+skips these tests; under CI (`CI=true`) it fails them (`tests.conftest.require`).
 """
 
 from __future__ import annotations
@@ -21,24 +22,18 @@ from drip.migrate import upgrade_database
 from drip.runtime import QUEUES, Runtime, build_runtime
 from drip.testing.fake_sendgrid import FakeSendGrid
 from drip.testing.signing import WebhookSigner
-from tests.conftest import sendgrid_schema_dir
+from tests.conftest import require, sendgrid_schema_dir
 
 PG_ADMIN_URL = os.environ.get(
     "DRIP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("DRIP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
-pytestmark = pytest.mark.integration
-
-
 WEBHOOK_KEYS = WebhookSigner()
 
 
 def _unavailable(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable: {exc}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    require(False, f"{what}, which is not reachable: {exc}")
 
 
 def _db_url(name: str) -> str:

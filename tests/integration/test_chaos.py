@@ -7,13 +7,12 @@ commands; locally it is skipped without them, under CI it fails.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from drip.testing.chaos import Plan, Run
 from drip.testing.fake_sendgrid import Faults
-from tests.conftest import sendgrid_schema_dir
+from tests.conftest import require, require_tools, sendgrid_schema_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -21,11 +20,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 def test_every_delivery_is_sent_once_or_fails_with_a_reason_through_faults(
     pg_template: str,
 ) -> None:
-    if os.geteuid() != 0 or not (shutil.which("pg_ctlcluster") and shutil.which("redis-server")):
-        message = "restarting PostgreSQL and Redis needs root, pg_ctlcluster and redis-server"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require(os.geteuid() == 0, "root, to restart the machine's PostgreSQL and Redis")
+    require_tools("pg_ctlcluster", "redis-server", why="to restart PostgreSQL and Redis")
     # Given 120 subscribers (360 deliveries), a provider that fails about one request in four
     # in every way it can, and one of each process and server fault during the run. (Emails
     # that share a body share a request, so there are only about a hundred requests: the

@@ -9,16 +9,14 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tools
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, object]:
+    require_tools("docker-compose", why="Debian package docker-compose")
     tool = shutil.which("docker-compose")
-    if tool is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-compose is not installed (Debian package docker-compose)")
-        pytest.skip("docker-compose is not installed")
+    assert tool is not None
     env = {
         **os.environ,
         "DRIP_SENDGRID_API_KEY": "SG.x",
@@ -56,9 +54,9 @@ def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependen
 
 
 def test_compose_refuses_to_start_without_the_production_secrets() -> None:
+    require_tools("docker-compose", why="Debian package docker-compose")
     tool = shutil.which("docker-compose")
-    if tool is None:
-        pytest.skip("docker-compose is not installed")
+    assert tool is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
     result = subprocess.run(
         [tool, "config"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
