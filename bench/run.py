@@ -283,7 +283,7 @@ def transports(count: int = 2000) -> dict[str, float]:
 # -- 3. scheduler at scale ----------------------------------------------------------------------
 def scheduler_tick(rows: int) -> dict[str, float]:
     from drip.config import Settings
-    from drip.dispatch.claims import claim_due_deliveries
+    from drip.deliveries.moves import claim_due
     from drip.runtime import build_runtime
 
     url = fresh_database("drip_bench_scale")
@@ -308,7 +308,7 @@ def scheduler_tick(rows: int) -> dict[str, float]:
         for _ in range(2):  # the first claim pays the cold caches; the second is timed
             with runtime.sessions() as session, session.begin():  # claim only, rolled back
                 started = time.perf_counter()
-                claimed = claim_due_deliveries(session, now=now, limit=1000, queue_lease=120)
+                claimed = claim_due(session, now=now, limit=1000, queue_lease=120)
                 claim_ms = (time.perf_counter() - started) * 1000
                 session.rollback()
             assert len(claimed) == 1000, len(claimed)

@@ -91,5 +91,9 @@ class PermanentSendError(SendError):
     """Not worth retrying: the provider refused the message (400, 401, 403, 413)."""
 
 
+class IllegalMove(DripError):
+    """A delivery move the transition table does not allow was asked for: a bug, never data."""
+
+
 class OperationRefused(DripError):
     """An operator's action was refused; the message says why (e.g. the contact unsubscribed)."""

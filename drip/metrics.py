@@ -44,6 +44,10 @@ PROVIDER_LATENCY = Histogram(
 WEBHOOK_EVENTS = Counter(
     "drip_webhook_events_total", "Provider events received, by type", ["event"]
 )
+PLANS_REFUSED = Counter(
+    "drip_plans_refused_total",
+    "Planned rows the database refused as a second pending or sent row of a step (a bug)",
+)
 
 
 class StateCollector(Collector):

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from drip.broker import build_broker, embedded_redis_url
 from drip.config import Settings, TransportName
 from drip.db import create_db_engine, session_factory
+from drip.deliveries.enqueue import enqueue_after_commit
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
 from drip.events.actor import EVENTS_QUEUE, declare_events_actor
 from drip.events.verify import SignatureVerifier
@@ -59,6 +60,11 @@ class Runtime:
     def enqueue(self, delivery_ids: Sequence[int]) -> None:
         """Enqueue one send message per delivery id."""
         send_actor.enqueue_sends(self.broker, delivery_ids)
+
+    def enqueue_after_commit(self, delivery_ids: Sequence[int]) -> bool:
+        """Enqueue committed `queued` rows, or hand them back to the scheduler when Redis
+        refuses; True when the broker took them (see `drip.deliveries.enqueue`)."""
+        return enqueue_after_commit(self.enqueue, self.sessions, delivery_ids)
 
     def scheduler(self) -> Scheduler:
         s = self.settings

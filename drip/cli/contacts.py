@@ -11,6 +11,7 @@ from rich.markup import escape
 from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
 from drip.cli.output import JSON, print_json, short_time, table
+from drip.contacts.lifecycle import stop_contact
 from drip.db import transaction, utcnow
 from drip.errors import UnknownSequence
 from drip.models import Contact, ContactStatus
@@ -18,7 +19,6 @@ from drip.reports.timeline import Timeline, contact_timeline
 from drip.signup.request import SignupRequest, normalize_email
 from drip.signup.service import enroll_contact
 from drip.unsubscribe.privacy import export_contact, find_contact, forget_contact
-from drip.unsubscribe.service import stop_contact
 
 app = typer.Typer(
     help="One subscriber: timeline, unsubscribe, export, forget.", no_args_is_help=True
@@ -58,11 +58,9 @@ def enroll(
         except UnknownSequence as exc:
             errors.print(str(exc))
             raise typer.Exit(2) from exc
-        if result.delivery_to_enqueue is not None:
-            try:
-                runtime.enqueue([result.delivery_to_enqueue])
-            except Exception:
-                console.print("Redis is unreachable: the scheduler will send it when it is back")
+        queued = result.delivery_to_enqueue
+        if queued is not None and not runtime.enqueue_after_commit([queued]):
+            console.print("Redis is unreachable: the scheduler will send it when it is back")
         if result.enrolled:
             console.print("enrolled")
         elif result.confirmation_sent:

@@ -63,9 +63,7 @@ def resend(
         except (OperationRefused, ValueError) as exc:
             errors.print(f"refused: {exc}")
             raise typer.Exit(1) from exc
-        try:
-            runtime.enqueue([delivery_id])
-        except Exception:
+        if not runtime.enqueue_after_commit([delivery_id]):
             console.print("Redis is unreachable: the scheduler will send it when it is back")
         console.print(f"resend queued as delivery {delivery_id}")
 
@@ -110,9 +108,7 @@ def retry(
                 now=utcnow(),
                 queue_lease=settings.queue_lease,
             ):
-                try:
-                    runtime.enqueue(ids)
-                except Exception:
+                if not runtime.enqueue_after_commit(ids):
                     console.print(
                         "Redis is unreachable: the scheduler will send them when it is back"
                     )

@@ -1,4 +1,5 @@
-"""The scheduler: every tick, recover lost work, then claim due rows and enqueue them.
+"""The scheduler: every tick, run the recovery jobs now and then, then claim due rows and
+enqueue them.
 
 Messages are enqueued only after the claim commits, and carry delivery ids only. If
 Redis refuses the enqueue, the rows go back to `scheduled` so the next tick retries
@@ -13,32 +14,42 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from drip.config import AmbiguousPolicy
 from drip.db import utcnow
-from drip.dispatch.claims import claim_due_deliveries, expired_sending, renew_lost_queued
-from drip.errors import UnknownSequence
-from drip.events.effects import apply_events, unprocessed_events
-from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
-from drip.schedule.store import lease, plan_following
+from drip.deliveries.enqueue import Enqueue, enqueue_after_commit
+from drip.deliveries.moves import claim_due
+from drip.dispatch.recovery import Recovery, RecoveryJob, renew_lost_messages
+from drip.events.recovery import apply_stale_events
+from drip.send.recovery import settle_sending
 from drip.sequences.catalog import SequenceCatalog
-from drip.signup.expiry import expire_unconfirmed
+from drip.signup.recovery import expire_stale_confirmations
 
 log = structlog.get_logger(__name__)
 
-#: Seconds between looks for lost work (expired leases, unapplied events, stale signups).
+#: Seconds between runs of the recovery jobs: leases are minutes long.
 RECOVERY_INTERVAL = 5.0
 
 #: At most this many batches are claimed in one tick, so recovery runs between bursts.
 MAX_BATCHES_PER_TICK = 50
 
-Enqueue = Callable[[Sequence[int]], None]
+#: The recovery jobs, in the order they run: lost messages, lost answers, lost events,
+#: stale confirmations.
+RECOVERY_JOBS: tuple[RecoveryJob, ...] = (
+    ("renew_lost_messages", renew_lost_messages),
+    ("settle_sending", settle_sending),
+    ("apply_stale_events", apply_stale_events),
+    ("expire_stale_confirmations", expire_stale_confirmations),
+)
+
+__all__ = ["RECOVERY_JOBS", "Enqueue", "Scheduler", "SchedulerPolicy", "TickReport"]
 
 
 @dataclass
 class TickReport:
+    """What one tick did, by count."""
+
     claimed: int = 0
     renewed: int = 0
     resolved_sent: int = 0
@@ -49,9 +60,16 @@ class TickReport:
     enqueue_failures: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def add(self, counts: dict[str, int]) -> None:
+        """Add a job's counts to the report."""
+        for name, count in counts.items():
+            setattr(self, name, getattr(self, name) + count)
+
 
 @dataclass(frozen=True)
 class SchedulerPolicy:
+    """The scheduler's limits, from settings."""
+
     batch_size: int
     queue_lease: float
     send_lease: float
@@ -60,6 +78,8 @@ class SchedulerPolicy:
 
 
 class Scheduler:
+    """Claims due rows and runs the recovery jobs; any number may run at once."""
+
     def __init__(
         self,
         *,
@@ -68,32 +88,33 @@ class Scheduler:
         enqueue: Enqueue,
         policy: SchedulerPolicy,
         clock: Callable[[], datetime] = utcnow,
+        jobs: Sequence[RecoveryJob] = RECOVERY_JOBS,
     ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.enqueue = enqueue
         self.policy = policy
         self.clock = clock
+        self.jobs = tuple(jobs)
         self._next_recovery: datetime | None = None
 
     def tick(self) -> TickReport:
-        """One pass: recover expired leases, then claim and enqueue every due row."""
+        """One pass: the recovery jobs when they are due, then claim and enqueue every due row."""
         report = TickReport()
         now = self.clock()
         if self._next_recovery is None or now >= self._next_recovery:
-            # Leases are minutes long: looking for lost work every few seconds is plenty.
-            self._recover(report)
-            self._housekeep(report)
+            self._recover(report, now)
             self._next_recovery = now + timedelta(seconds=RECOVERY_INTERVAL)
         for _ in range(MAX_BATCHES_PER_TICK):
             with self.sessions() as session, session.begin():
-                ids = claim_due_deliveries(
+                ids = claim_due(
                     session,
                     now=self.clock(),
                     limit=self.policy.batch_size,
                     queue_lease=self.policy.queue_lease,
                 )
-            self._enqueue(ids, report, release=True)
+            if not enqueue_after_commit(self.enqueue, self.sessions, ids, clock=self.clock):
+                report.enqueue_failures += len(ids)
             report.claimed += len(ids)
             if len(ids) < self.policy.batch_size:
                 break
@@ -119,114 +140,20 @@ class Scheduler:
             stop.wait(interval)
         log.info("scheduler.stopped")
 
-    def _enqueue(self, ids: Sequence[int], report: TickReport, *, release: bool) -> None:
-        if not ids:
-            return
-        try:
-            self.enqueue(ids)
-        except Exception as exc:
-            report.enqueue_failures += len(ids)
-            log.warning("scheduler.enqueue_failed", count=len(ids), error=str(exc))
-            if release:
-                self._release(ids)
-
-    def _release(self, ids: Sequence[int]) -> None:
-        try:
-            with self.sessions() as session, session.begin():
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.QUEUED)
-                    .values(status=DeliveryStatus.SCHEDULED, lease_until=None)
-                )
-        except Exception as exc:  # the lease will bring them back
-            log.warning("scheduler.release_failed", count=len(ids), error=str(exc))
-
-    def _recover(self, report: TickReport) -> None:
-        now = self.clock()
-        with self.sessions() as session, session.begin():
-            renewed = renew_lost_queued(
-                session, now=now, limit=self.policy.batch_size, queue_lease=self.policy.queue_lease
-            )
-        self._enqueue(renewed, report, release=False)
-        report.renewed = len(renewed)
-
-        to_enqueue: list[int] = []
-        with self.sessions() as session, session.begin():
-            for delivery_id, processed_at in expired_sending(
-                session, now=now, limit=self.policy.batch_size
-            ):
-                if processed_at is not None:
-                    nxt = self._settle_as_sent(session, delivery_id, processed_at)
-                    report.resolved_sent += 1
-                    to_enqueue.extend([nxt] if nxt else [])
-                elif self.policy.ambiguous_policy is AmbiguousPolicy.RESEND:
-                    session.execute(
-                        update(Delivery)
-                        .where(
-                            Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING
-                        )
-                        .values(
-                            status=DeliveryStatus.QUEUED,
-                            lease_until=lease(now, self.policy.queue_lease),
-                            updated_at=now,
-                        )
-                    )
-                    to_enqueue.append(delivery_id)
-                    report.resent += 1
-                    log.warning("scheduler.ambiguous_resend", delivery_id=delivery_id)
-                else:
-                    session.execute(
-                        update(Delivery)
-                        .where(
-                            Delivery.id == delivery_id, Delivery.status == DeliveryStatus.SENDING
-                        )
-                        .values(
-                            status=DeliveryStatus.FAILED,
-                            lease_until=None,
-                            updated_at=now,
-                            error="outcome unknown: the worker stopped mid-send and the provider "
-                            "reported no processed event; review before resending",
-                        )
-                    )
-                    report.marked_for_review += 1
-        self._enqueue(to_enqueue, report, release=False)
-
-    def _housekeep(self, report: TickReport) -> None:
-        """Apply provider events whose message was lost; expire unconfirmed signups."""
-        now = self.clock()
-        with self.sessions() as session, session.begin():
-            stale = unprocessed_events(
-                session, older_than=now - timedelta(seconds=30), limit=self.policy.batch_size
-            )
-            report.events_applied = apply_events(session, stale, now=now) if stale else 0
-        with self.sessions() as session, session.begin():
-            report.confirmations_expired = expire_unconfirmed(
-                session, older_than=now - timedelta(seconds=self.policy.confirmation_ttl), now=now
-            )
-
-    def _settle_as_sent(
-        self, session: Session, delivery_id: int, processed_at: datetime
-    ) -> int | None:
-        delivery = session.get_one(Delivery, delivery_id)
-        delivery.status = DeliveryStatus.SENT
-        delivery.sent_at = processed_at
-        delivery.lease_until = None
-        delivery.error = None
-        session.flush()
-        log.info("scheduler.settled_from_event", delivery_id=delivery_id)
-        enrollment = session.get_one(Enrollment, delivery.enrollment_id)
-        contact = session.get_one(Contact, delivery.contact_id)
-        if enrollment.status is not EnrollmentStatus.ACTIVE or not contact.is_subscribed:
-            return None
-        try:
-            sequence = self.catalog.get(delivery.sequence_id).definition
-        except UnknownSequence:
-            return None
-        return plan_following(
-            session,
-            enrollment=enrollment,
-            contact=contact,
-            sequence=sequence,
-            now=self.clock(),
+    def _recover(self, report: TickReport, now: datetime) -> None:
+        recovery = Recovery(
+            sessions=self.sessions,
+            catalog=self.catalog,
+            enqueue=self.enqueue,
+            now=now,
+            batch_size=self.policy.batch_size,
             queue_lease=self.policy.queue_lease,
+            ambiguous_policy=self.policy.ambiguous_policy,
+            confirmation_ttl=self.policy.confirmation_ttl,
         )
+        for name, job in self.jobs:
+            try:
+                report.add(job(recovery))
+            except Exception as exc:  # one job's failure must not stop the others
+                report.errors.append(f"{name}: {exc}")
+                log.warning("scheduler.recovery_failed", job=name, error=str(exc))

@@ -1,12 +1,9 @@
 """Deliveries: the durable schedule, one row per (enrollment, step, resend number).
 
-The row is the exactly-once guard. Its status only moves forward:
-
-    scheduled -> queued -> sending -> sent
-                                   -> failed | skipped | cancelled
-
-and every move is a conditional UPDATE on the expected current status, so two workers
-holding the same message can never both pass `queued -> sending`.
+The row is the exactly-once guard. Every move of its status is a conditional UPDATE on
+the expected current status, so two workers holding the same message can never both pass
+`queued -> sending`; the moves, including the ones back (a refused enqueue, a pause, a
+retry), are listed once, in `drip.deliveries.transitions`.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drip.audit import record_audit
+from drip.deliveries.planning import queue_off_schedule
 from drip.errors import OperationRefused
 from drip.models import Contact, Enrollment
-from drip.schedule.store import queue_off_schedule
 from drip.sequences.definition import Sequence
 
 

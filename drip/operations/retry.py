@@ -10,16 +10,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from drip.audit import record_audit
 from drip.db import transaction
+from drip.deliveries.moves import operator_retry
+from drip.deliveries.transitions import Move, transition
 from drip.models import Delivery, DeliveryStatus
-from drip.schedule.store import lease
 
 #: Statuses an operator may retry: a cancelled delivery was the subscriber's choice.
-RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+RETRYABLE = transition(Move.OPERATOR_RETRY).sources
 
 #: Rows re-queued per transaction.
 CHUNK = 500
@@ -62,27 +63,8 @@ def requeue_chunks(
     """Re-queue matching rows chunk by chunk, yielding each chunk's ids after it commits."""
     while True:
         with transaction(sessions) as session:
-            chunk = (
-                select(Delivery.id)
-                .where(*selection.conditions())
-                .limit(CHUNK)
-                .with_for_update(skip_locked=True)
-                .scalar_subquery()
-            )
-            ids = list(
-                session.scalars(
-                    update(Delivery)
-                    .where(Delivery.id.in_(chunk), *selection.conditions())
-                    .values(
-                        status=DeliveryStatus.QUEUED,
-                        attempts=0,
-                        lease_until=lease(now, queue_lease),
-                        due_at=now,
-                        updated_at=now,
-                        error=None,
-                    )
-                    .returning(Delivery.id)
-                )
+            ids = operator_retry(
+                session, selection.conditions(), now=now, queue_lease=queue_lease, limit=CHUNK
             )
             if ids:
                 record_audit(

@@ -9,16 +9,16 @@ are and what they get next, so a reviewer reads a few lines, not a row per perso
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drip.models import PENDING, Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
-from drip.schedule.planner import next_step, plan_due
+from drip.deliveries.progress import Progress, on_the_line
+from drip.deliveries.transitions import PENDING
+from drip.models import Contact, Delivery, Enrollment, EnrollmentStatus
+from drip.schedule.planner import next_step, plan_due, subscriber_zone
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import Sequence
 
@@ -122,53 +122,73 @@ def _impact(
 
     rows = session.execute(
         select(
-            Enrollment.id,
+            Enrollment.id.label("enrollment_id"),
             Enrollment.enrolled_at,
             Contact.timezone,
             Delivery.step_id,
             Delivery.status,
             Delivery.due_at,
             Delivery.sent_at,
+            Delivery.resend_number,
+            Delivery.resend,
         )
         .join(Contact, Contact.id == Enrollment.contact_id)
         .outerjoin(Delivery, Delivery.enrollment_id == Enrollment.id)
         .where(Enrollment.sequence_id == sequence_id, Enrollment.status == EnrollmentStatus.ACTIVE)
         .order_by(Enrollment.id)
     ).all()
-    people: dict[int, list[tuple[object, ...]]] = defaultdict(list)
+    people: dict[int, Person] = {}
     for row in rows:
-        people[row[0]].append(tuple(row))
+        person = people.setdefault(
+            row.enrollment_id, Person(enrolled_at=row.enrolled_at, timezone=row.timezone)
+        )
+        if row.step_id is None:
+            continue  # enrolled, no row yet
+        person.progress.add(
+            step_id=row.step_id,
+            status=row.status,
+            sent_at=row.sent_at,
+            number=row.resend_number,
+            resend=row.resend,
+        )
+        if row.status in PENDING and on_the_line(resend=row.resend, step_id=row.step_id):
+            person.pending = (row.step_id, row.due_at)
     groups: dict[tuple[str, str | None, str | None, str], Group] = {}
-    for deliveries in people.values():
+    for person in people.values():
         impact.active += 1
-        key, due = _outlook(sequence, deliveries, now)
+        key, due = _outlook(sequence, person, now)
         groups.setdefault(key, Group(*key)).add(due)
     order = {step: i for i, step in enumerate(file_steps)}
     impact.groups = sorted(groups.values(), key=lambda g: (order.get(g.position, -1), g.change))
     return impact
 
 
+@dataclass
+class Person:
+    """One enrollment in flight: its progress by the shared rule, and its pending row."""
+
+    enrolled_at: datetime
+    timezone: str | None
+    progress: Progress = field(default_factory=Progress)
+    pending: tuple[str, datetime] | None = None
+
+
 def _outlook(
-    sequence: Sequence | None, deliveries: list[tuple[object, ...]], now: datetime
+    sequence: Sequence | None, person: Person, now: datetime
 ) -> tuple[tuple[str, str | None, str | None, str], datetime | None]:
-    """(position, pending step, next step, change) and when, for one enrollment's rows."""
-    enrolled_at, timezone = deliveries[0][1], deliveries[0][2]
-    sent = [(d[3], d[6]) for d in deliveries if d[4] == DeliveryStatus.SENT]
-    received = {str(step) for step, _ in sent}
-    last_sent = max((at for _, at in sent if isinstance(at, datetime)), default=None)
-    pending = next(((str(d[3]), d[5]) for d in deliveries if d[4] in PENDING), None)
+    """(position, pending step, next step, change) and when, for one enrollment."""
+    received = person.progress.passed
     position = max(received, key=lambda s: _index(sequence, s), default=NOT_STARTED)
-    pending_step = pending[0] if pending else None
+    pending_step = person.pending[0] if person.pending else None
     if sequence is None:
         return (position, pending_step, None, "cancelled: the sequence file was removed"), None
-    if pending is not None and sequence.step(pending[0]) is not None:
-        due = pending[1] if isinstance(pending[1], datetime) else None
-        return (position, pending_step, pending[0], "as scheduled"), due
+    if person.pending is not None and sequence.step(person.pending[0]) is not None:
+        return (position, pending_step, pending_step, "as scheduled"), person.pending[1]
     step = next_step(sequence, received)
     if step is None:
         return (position, pending_step, None, "completes: no step left for them"), None
-    after = last_sent or (enrolled_at if isinstance(enrolled_at, datetime) else now)
-    due = max(plan_due(after, step, sequence, ZoneInfo(str(timezone or sequence.timezone))), now)
+    after = person.progress.last_sent or person.enrolled_at
+    due = max(plan_due(after, step, sequence, subscriber_zone(person.timezone, sequence)), now)
     change = f"re-planned: {pending_step} is no longer in the file" if pending_step else "planned"
     return (position, pending_step, step.id, change), due
 

@@ -22,6 +22,12 @@ from drip.sequences.definition import SendWindow, Sequence, Step
 _SEARCH_DAYS = 8
 
 
+def subscriber_zone(timezone: str | None, sequence: Sequence) -> ZoneInfo:
+    """The zone a subscriber's emails are timed in: theirs when they gave one, else the
+    sequence's."""
+    return ZoneInfo(timezone or sequence.timezone)
+
+
 def next_step(sequence: Sequence, received: Collection[str]) -> Step | None:
     """The step to send next to someone who has received the steps with ids in `received`."""
     position = max(

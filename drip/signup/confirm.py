@@ -13,10 +13,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from drip.contacts.lifecycle import lock_contact
+from drip.deliveries.planning import plan_following, queue_off_schedule
+from drip.deliveries.progress import read_progress
 from drip.models import ContactStatus, Enrollment, EnrollmentStatus
-from drip.schedule.store import plan_following, progress, queue_off_schedule
 from drip.sequences.definition import Sequence
-from drip.unsubscribe.service import lock_contact
 
 
 @dataclass
@@ -50,7 +51,7 @@ def confirm_enrollment(
     )
     enrollment.status, enrollment.confirm_requested_at = EnrollmentStatus.ACTIVE, None
     result = ConfirmResult(True)
-    received, _ = progress(session, enrollment.id)
+    received = read_progress(session, enrollment.id).passed
     first = sequence.steps[0]
     if first.id in received:
         result.to_enqueue.append(

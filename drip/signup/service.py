@@ -24,9 +24,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from drip.db import upsert_for
+from drip.deliveries.leases import lease
+from drip.deliveries.planning import queue_off_schedule, schedule_next
 from drip.models import Contact, Enrollment, EnrollmentStatus
 from drip.models.contact import new_public_id
-from drip.schedule.store import lease, queue_off_schedule, schedule_next
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import CONFIRM_STEP
 from drip.signup.request import SignupRequest, email_hash

@@ -29,10 +29,11 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from drip.config import Settings
 from drip.db import create_db_engine, session_factory, transaction, utcnow
+from drip.deliveries.moves import hand_back
 from drip.migrate import upgrade_database
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
 from drip.sequences.catalog import SequenceCatalog
@@ -299,11 +300,8 @@ class Run:
                 )
                 if result.delivery_to_enqueue:
                     ids.append(result.delivery_to_enqueue)
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids))
-                .values(status=DeliveryStatus.SCHEDULED, lease_until=None)
-            )
+            # Seeded for the scheduler to claim, not for this process to enqueue.
+            hand_back(session, ids, now=utcnow())
         return ids
 
     def _main_phase(self, fake: FakeSendGrid, sessions: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from drip.contacts.lifecycle import lock_contact, stop_contact
 from drip.models import (
     AuditEntry,
     Contact,
@@ -23,7 +24,6 @@ from drip.models import (
     ProviderEvent,
 )
 from drip.signup.request import email_hash, normalize_email
-from drip.unsubscribe.service import lock_contact, stop_contact
 
 
 def find_contact(session: Session, address: str, *, lock: bool = False) -> Contact | None:

@@ -1,13 +1,11 @@
-"""The send path's statements on `deliveries`: claim a batch, finish a batch.
-
-Both are one conditional UPDATE for the whole batch, so a batch of 25 costs what one
-delivery used to; each row still moves on its own condition, so a row another worker or
-the scheduler moved first is left alone and reported as not ours.
+"""Moving a batch of rows out of `sending`, each with its own status and values, in one
+conditional UPDATE: a batch of 25 costs what one delivery used to. A row another worker
+or the scheduler moved first is left alone and missing from the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -28,31 +26,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from drip.db import is_postgresql, unnest_params, unnest_rows
+from drip.deliveries.transitions import FINISHING, transition
+from drip.errors import IllegalMove
 from drip.models import Delivery, DeliveryStatus
-from drip.schedule.store import lease
+
+#: The statuses a finish may set, and the one it moves rows from.
+_TARGETS = frozenset(transition(move).target for move in FINISHING)
+_SOURCE = DeliveryStatus.SENDING
 
 
-def claim(
-    session: Session, delivery_ids: Sequence[int], *, now: datetime, send_lease: float
-) -> list[Delivery]:
-    """`queued -> sending` for those of `delivery_ids` still queued, in the order given."""
-    claimed = session.scalars(
-        update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == DeliveryStatus.QUEUED)
-        .values(
-            status=DeliveryStatus.SENDING,
-            attempts=Delivery.attempts + 1,
-            lease_until=lease(now, send_lease),
-            updated_at=now,
-        )
-        .returning(Delivery)
-        .execution_options(synchronize_session=False)
-    ).all()
-    position = {delivery_id: n for n, delivery_id in enumerate(delivery_ids)}
-    return sorted(claimed, key=lambda d: position[d.id])
-
-
-def finish(
+def finish_rows(
     session: Session, finishes: Mapping[int, Mapping[str, Any]], *, now: datetime
 ) -> set[int]:
     """Move each row out of `sending` with its own values (`status` and any other columns);
@@ -63,6 +46,9 @@ def finish(
     """
     if not finishes:
         return set()
+    wrong = {values.get("status") for values in finishes.values()} - _TARGETS
+    if wrong:
+        raise IllegalMove(f"a finish cannot set {sorted(map(str, wrong))}")
     columns = sorted({column for values in finishes.values() for column in values})
     if is_postgresql(session.get_bind()):  # type: ignore[arg-type]
         partial = frozenset(c for c in columns if any(c not in v for v in finishes.values()))
@@ -75,7 +61,7 @@ def finish(
         return set(moved)
     moved = session.scalars(
         update(Delivery)
-        .where(Delivery.id.in_(list(finishes)), Delivery.status == DeliveryStatus.SENDING)
+        .where(Delivery.id.in_(list(finishes)), Delivery.status == _SOURCE)
         .values(lease_until=None, updated_at=now, **_by_case(finishes, columns))
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
@@ -107,7 +93,7 @@ def _finish_from_arrays(columns: tuple[str, ...], partial: frozenset[str]) -> An
     }
     return (
         update(table)
-        .where(table.c.id == rows.c.id, table.c.status == DeliveryStatus.SENDING.value)
+        .where(table.c.id == rows.c.id, table.c.status == _SOURCE.value)
         .values(
             lease_until=None,
             updated_at=bindparam("now", type_=DateTime(timezone=True)),

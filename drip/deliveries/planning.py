@@ -1,14 +1,19 @@
-"""The schedule's rows: planning a subscriber's next delivery inside the caller's transaction."""
+"""New delivery rows: the next planned step of an enrollment, or a row off the planned line.
+
+Only the next step of an enrollment is ever scheduled, and the database holds to it:
+at most one pending and one sent planned row per (enrollment, step) (migration 0005).
+An enrollment that already has a pending planned row gets no second one here: a plan
+asked for twice (a send settled by the worker and by the scheduler) plans once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
+import structlog
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -18,60 +23,24 @@ from sqlalchemy import (
     bindparam,
     false,
     func,
-    insert,
     literal,
     select,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from drip.db import is_postgresql, unnest_params, unnest_rows, utcnow
-from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
-from drip.schedule.planner import next_step, plan_due
+from drip.deliveries.leases import lease
+from drip.deliveries.progress import read_progress_many
+from drip.deliveries.transitions import Move, transition
+from drip.metrics import PLANS_REFUSED
+from drip.models import Contact, Delivery, Enrollment, EnrollmentStatus
+from drip.schedule.planner import next_step, plan_due, subscriber_zone
 from drip.sequences.definition import Sequence
 
-
-def contact_zone(contact: Contact, sequence: Sequence) -> ZoneInfo:
-    """The subscriber's zone: theirs when they gave one, else the sequence's."""
-    return ZoneInfo(contact.timezone or sequence.timezone)
-
-
-@dataclass
-class Progress:
-    """Where an enrollment stands: steps passed (sent, or skipped as too late), when the last
-    email went, and the highest row number each step has (for a new row of that step)."""
-
-    passed: set[str] = field(default_factory=set)
-    last_sent: datetime | None = None
-    highest: dict[str, int] = field(default_factory=dict)
-
-
-def read_progress_many(session: Session, enrollment_ids: Iterable[int]) -> dict[int, Progress]:
-    """The progress of each enrollment, in one query for all of them."""
-    found = {enrollment_id: Progress() for enrollment_id in enrollment_ids}
-    rows = session.execute(
-        select(
-            Delivery.enrollment_id,
-            Delivery.step_id,
-            Delivery.status,
-            Delivery.sent_at,
-            Delivery.resend_number,
-        ).where(Delivery.enrollment_id.in_(list(found)))
-    ).all()
-    for enrollment_id, step_id, status, sent_at, number in rows:
-        current = found[enrollment_id]
-        if status in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED):
-            current.passed.add(step_id)
-        if status is DeliveryStatus.SENT and sent_at is not None:
-            current.last_sent = max(current.last_sent or sent_at, sent_at)
-        current.highest[step_id] = max(current.highest.get(step_id, -1), number)
-    return found
-
-
-def progress(session: Session, enrollment_id: int) -> tuple[set[str], datetime | None]:
-    """Ids of the steps this enrollment has passed, and when the last email went."""
-    current = read_progress_many(session, [enrollment_id])[enrollment_id]
-    return current.passed, current.last_sent
+log = structlog.get_logger(__name__)
 
 
 def schedule_next(
@@ -101,7 +70,7 @@ def schedule_next(
         enrollment.status = EnrollmentStatus.COMPLETED
         enrollment.ended_at = after
         return None
-    due = plan_due(after, step, sequence, contact_zone(contact, sequence))
+    due = plan_due(after, step, sequence, subscriber_zone(contact.timezone, sequence))
     delivery = Delivery(
         enrollment_id=enrollment.id,
         contact_id=contact.id,
@@ -113,10 +82,11 @@ def schedule_next(
         else highest.get(step.id, -1) + 1
         if highest is not None
         else next_resend_number(session, enrollment.id, step.id),
+        status=transition(Move.PLAN_LATER).target,
         due_at=due,
     )
     if queue_now_until is not None and now is not None and due <= now:
-        delivery.status = DeliveryStatus.QUEUED
+        delivery.status = transition(Move.PLAN_NOW).target
         delivery.lease_until = queue_now_until
     if insert:
         session.add(delivery)
@@ -124,14 +94,17 @@ def schedule_next(
     return delivery
 
 
-def insert_deliveries(session: Session, deliveries: list[Delivery]) -> None:
-    """Insert new rows in one statement and give each its id."""
+def insert_deliveries(session: Session, deliveries: list[Delivery]) -> list[Delivery]:
+    """Insert new rows in one statement, give each its id, and return those inserted.
+
+    A row the unique indexes refuse (a second pending or sent planned row of a step, which
+    would be a second email) is not inserted, keeps no id, and is logged as an error; the
+    caller's other work, such as recording a send, still commits.
+    """
     if not deliveries:
-        return
+        return []
     if not is_postgresql(session.get_bind()):  # type: ignore[arg-type]
-        session.add_all(deliveries)
-        session.flush()
-        return
+        return [d for d in deliveries if _insert_one(session, d)]
     inserted = session.execute(
         _insert_from_arrays(),
         unnest_params(
@@ -141,7 +114,7 @@ def insert_deliveries(session: Session, deliveries: list[Delivery]) -> None:
                 "sequence_id": [d.sequence_id for d in deliveries],
                 "step_id": [d.step_id for d in deliveries],
                 "resend_number": [d.resend_number for d in deliveries],
-                "status": [(d.status or DeliveryStatus.SCHEDULED).value for d in deliveries],
+                "status": [d.status.value for d in deliveries],
                 "due_at": [d.due_at for d in deliveries],
                 "lease_until": [d.lease_until for d in deliveries],
             }
@@ -150,7 +123,35 @@ def insert_deliveries(session: Session, deliveries: list[Delivery]) -> None:
     ).all()
     ids = {(e, s, n): i for i, e, s, n in inserted}
     for delivery in deliveries:
-        delivery.id = ids[(delivery.enrollment_id, delivery.step_id, delivery.resend_number)]
+        key = (delivery.enrollment_id, delivery.step_id, delivery.resend_number)
+        if key in ids:
+            delivery.id = ids[key]
+        else:
+            _refused(delivery)
+    return [d for d in deliveries if d.id is not None]
+
+
+def _insert_one(session: Session, delivery: Delivery) -> bool:
+    """Insert one row in a savepoint (databases without arrays); False when refused."""
+    try:
+        with session.begin_nested():
+            session.add(delivery)
+    except IntegrityError:
+        session.expunge(delivery) if delivery in session else None
+        _refused(delivery)
+        return False
+    return True
+
+
+def _refused(delivery: Delivery) -> None:
+    delivery.id = None  # type: ignore[assignment]
+    PLANS_REFUSED.inc()
+    log.error(
+        "planning.refused_duplicate",
+        enrollment_id=delivery.enrollment_id,
+        step=delivery.step_id,
+        status=delivery.status.value,
+    )
 
 
 #: The columns a new row takes from its planner (PostgreSQL array types).
@@ -174,11 +175,12 @@ def _insert_from_arrays() -> Any:
     rows = unnest_rows(_PLANNED_COLUMNS)
     now = bindparam("now", type_=DateTime(timezone=True))
     return (
-        insert(table)
+        postgresql.insert(table)
         .from_select(
             [*_PLANNED_COLUMNS, "resend", "attempts", "created_at", "updated_at"],
             select(*rows.c, false(), literal(0), now, now),
         )
+        .on_conflict_do_nothing()
         .returning(table.c.id, table.c.enrollment_id, table.c.step_id, table.c.resend_number)
     )
 
@@ -210,6 +212,15 @@ def plan_many(
     planned: list[Delivery | None] = []
     for request in requests:
         current = progress_of[request.enrollment.id]
+        if current.pending:
+            # Only the next step is ever scheduled: one is already on its way.
+            log.warning(
+                "planning.already_pending",
+                enrollment_id=request.enrollment.id,
+                pending=sorted(current.pending),
+            )
+            planned.append(None)
+            continue
         if request.sent_step is not None:
             current.passed.add(request.sent_step)
         if request.sent_at is not None:
@@ -228,10 +239,12 @@ def plan_many(
         )
         if delivery is not None:
             current.highest[delivery.step_id] = delivery.resend_number
+            current.pending.add(delivery.step_id)
         planned.append(delivery)
-    insert_deliveries(session, [d for d in planned if d is not None])
+    inserted = insert_deliveries(session, [d for d in planned if d is not None])
     session.flush()  # enrollments completed above
-    return [d.id if d is not None and d.lease_until is not None else None for d in planned]
+    due_now = {id(d) for d in inserted if d.status is transition(Move.PLAN_NOW).target}
+    return [d.id if d is not None and id(d) in due_now else None for d in planned]
 
 
 def plan_following(
@@ -275,7 +288,7 @@ def queue_off_schedule(
         step_id=step_id,
         resend=resend,
         resend_number=next_resend_number(session, enrollment.id, step_id),
-        status=DeliveryStatus.QUEUED,
+        status=transition(Move.PLAN_NOW).target,
         due_at=now,
         lease_until=lease(now, queue_lease),
     )
@@ -292,8 +305,3 @@ def next_resend_number(session: Session, enrollment_id: int, step_id: str) -> in
         )
     )
     return 0 if highest is None else highest + 1
-
-
-def lease(now: datetime, seconds: float) -> datetime:
-    """The end of a lease of `seconds` taken at `now`."""
-    return now + timedelta(seconds=seconds)

@@ -1,0 +1,59 @@
+"""A contact's lifecycle: lock it, stop it, end its enrollments.
+
+Every change that must stop email to a contact (an unsubscribe, leaving one sequence, a
+bounce or complaint, erasure) locks the contact's row for update first. A send in
+flight holds that row for share (`drip.send.stores.sql`), so the change waits for the
+batch to finish, and every send that starts later sees it: nothing leaves after the
+change commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from drip.deliveries.moves import cancel_pending
+from drip.models import Contact, ContactStatus, Enrollment, EnrollmentStatus
+
+
+def lock_contact(session: Session, **where: object) -> Contact | None:
+    """The contact matching `where`, locked for update (PostgreSQL) until the transaction ends."""
+    query = select(Contact).filter_by(**where).with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def stop_contact(
+    session: Session, contact: Contact, *, status: ContactStatus, reason: str, now: datetime
+) -> int:
+    """Set the contact's status and end everything pending for it; return how many
+    deliveries were cancelled. The caller holds the contact row lock."""
+    # A bounced or complaining address keeps that status whatever happens next.
+    stronger = status in (ContactStatus.SUPPRESSED, ContactStatus.FORGOTTEN)
+    if not contact.is_hard_suppressed and (contact.status is ContactStatus.ACTIVE or stronger):
+        contact.status = status
+        contact.status_reason = reason
+        contact.status_changed_at = now
+    return end_enrollments(session, contact.id, reason=f"contact {status.value}: {reason}", now=now)
+
+
+def end_enrollments(
+    session: Session, contact_id: int, *, reason: str, now: datetime, sequence_id: str | None = None
+) -> int:
+    """Cancel the contact's pending deliveries and end its open enrollments (of one
+    sequence, or all); return how many deliveries were cancelled. The caller holds the
+    contact row lock."""
+    cancelled = cancel_pending(session, contact_id, reason=reason, now=now, sequence_id=sequence_id)
+    enrollments = [
+        Enrollment.contact_id == contact_id,
+        Enrollment.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]),
+    ]
+    if sequence_id is not None:
+        enrollments.append(Enrollment.sequence_id == sequence_id)
+    session.execute(
+        update(Enrollment)
+        .where(*enrollments)
+        .values(status=EnrollmentStatus.CANCELLED, ended_at=now)
+    )
+    return cancelled
