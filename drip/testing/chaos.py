@@ -41,6 +41,7 @@ from drip.signup.request import SignupRequest
 from drip.signup.service import enroll_contact
 from drip.testing.fake_sendgrid import FakeSendGrid, Faults
 from drip.testing.signing import WebhookSigner
+from drip.testing.threads import run_concurrently
 from drip.unsubscribe.tokens import TokenSigner
 
 #: How the machine's services are restarted (the same commands that start them for CI).
@@ -95,6 +96,8 @@ class Plan:
             seed=11,
         )
     )
+    #: Seconds the whole run may take, from setup to verdict: every wait counts against it,
+    #: and a wait that would pass it raises TimeoutError naming what it waited for.
     deadline: float = 900.0
     postgres_admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     redis_url: str = "redis://127.0.0.1:6379/12"
@@ -187,6 +190,8 @@ class Run:
         self.port = _free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.verdict = Verdict()
+        self.ends_by = time.monotonic() + plan.deadline
+        self._done = threading.Event()
 
     # -- setup -------------------------------------------------------------------------------
     def _settings(self, fake_url: str) -> Settings:
@@ -206,9 +211,10 @@ class Run:
             base_url=f"http://127.0.0.1:{self.port}",
             scheduler_interval=0.2,
             scheduler_batch_size=100,
+            # Three different waits, so a rule that uses the wrong one changes the run.
             queue_lease=4,
             send_lease=8,
-            ambiguous_wait=4,
+            ambiguous_wait=6,
             send_min_backoff=0.2,
             send_max_backoff=2,
             send_max_attempts=12,
@@ -242,7 +248,9 @@ class Run:
 
     # -- the run -----------------------------------------------------------------------------
     def execute(self) -> Verdict:
+        """Run the plan within `plan.deadline` seconds and judge it."""
         started = time.monotonic()
+        self.ends_by = started + self.plan.deadline
         (self.work / "sequences" / "templates").mkdir(parents=True)
         (self.work / "sequences" / "chaos.yaml").write_text(SEQUENCE)
         templates = self.work / "sequences" / "templates"
@@ -277,6 +285,7 @@ class Run:
             self._race_phase(fake, sessions, settings)
             self._judge(fake, sessions)
         finally:
+            self._done.set()
             for name in list(self.processes):
                 self._kill(name)
             fake.stop()
@@ -315,8 +324,7 @@ class Run:
         schedule += [(0.5, "Redis restarted")] * self.plan.redis_restarts
         schedule += [(0.62, "PostgreSQL restarted")] * self.plan.postgres_restarts
         schedule.sort()
-        deadline = time.monotonic() + self.plan.deadline
-        while time.monotonic() < deadline:
+        while time.monotonic() < self.ends_by:
             progress = len(fake.accepted) / expected
             while schedule and progress >= schedule[0][0]:
                 self._inject(schedule.pop(0)[1], fake, sessions)
@@ -346,7 +354,7 @@ class Run:
                 check=True,
                 capture_output=True,
             )
-        threading.Thread(
+        threading.Thread(  # it never raises: the database itself may be the fault
             target=self._time_recovery, args=(record, sessions, in_flight), daemon=True
         ).start()
         self.verdict.faults.append(record)
@@ -363,7 +371,7 @@ class Run:
 
     def _time_recovery(self, record: FaultRecord, sessions: Any, in_flight: set[int]) -> None:
         """Recovered when every delivery that was queued or sending at the fault has settled."""
-        while time.monotonic() - record.at < 300:
+        while time.monotonic() < self.ends_by and not self._done.is_set():
             try:
                 if not in_flight or not self._in_flight(sessions) & in_flight:
                     record.recovered_in = round(time.monotonic() - record.at, 2)
@@ -400,9 +408,12 @@ class Run:
     def _race_phase(self, fake: FakeSendGrid, sessions: Any, settings: Settings) -> None:
         """Contacts with email 1 due now, all unsubscribing while the workers send."""
         count = self.plan.race_contacts
-        self.verdict.race_contacts = count
         if not count:
             return
+        if time.monotonic() >= self.ends_by:
+            self.log("no time left for the race phase")
+            return
+        self.verdict.race_contacts = count
         self._seed(sessions, settings, count, prefix="race")
         tokens = TokenSigner(settings.resolved_secret_key())
         with sessions() as session:
@@ -424,11 +435,12 @@ class Run:
                             self.acknowledged[email] = time.monotonic()
 
         items = sorted(people.items())
-        threads = [threading.Thread(target=unsubscribe, args=(items[i::16],)) for i in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        # An unsubscribe that raised would leave its contacts out of the race unnoticed.
+        run_concurrently(
+            unsubscribe,
+            [(items[i::16],) for i in range(16)],
+            timeout=max(self.ends_by - time.monotonic(), 1),
+        )
         self._wait(lambda: self._settled(sessions), 120, "the race phase to settle")
 
     def _judge(self, fake: FakeSendGrid, sessions: Any) -> None:
@@ -492,7 +504,8 @@ class Run:
 
     # -- helpers -----------------------------------------------------------------------------
     def _wait(self, condition: Callable[[], bool], seconds: float, what: str) -> None:
-        deadline = time.monotonic() + seconds
+        """Poll `condition` for up to `seconds`, and never past the run's deadline."""
+        deadline = min(time.monotonic() + seconds, self.ends_by)
         while not condition():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what}; logs in {self.work}")
