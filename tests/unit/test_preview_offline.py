@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import threading
 import urllib.request
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from drip.render.preview import screenshot
+from tests.conftest import require_tools
 
 pytestmark = pytest.mark.browser
 
@@ -48,11 +47,7 @@ def receiver() -> Iterator[tuple[str, list[str]]]:
 
 
 def needs_chromium() -> None:
-    if shutil.which("chromium") is None:
-        message = "needs Debian's chromium package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_tools("chromium", why="Debian's chromium package")
 
 
 def test_the_screenshot_runs_no_script_and_reaches_no_server(

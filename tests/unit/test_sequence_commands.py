@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import shutil
 from email import policy
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drip.cli.main import app
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tools
 
 
 @pytest.fixture
@@ -153,10 +152,7 @@ def test_preview_writes_html_and_text_for_each_step(cli: CliRunner, tmp_path: Pa
 
 @pytest.mark.browser
 def test_preview_png_is_a_screenshot_by_headless_chromium(cli: CliRunner, tmp_path: Path) -> None:
-    if shutil.which("chromium") is None:
-        if os.environ.get("CI"):
-            pytest.fail("needs Debian's chromium package")
-        pytest.skip("Debian's chromium is not installed")
+    require_tools("chromium", why="Debian's chromium package")
     result = cli.invoke(
         app,
         [
