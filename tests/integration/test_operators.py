@@ -296,6 +296,7 @@ def test_metrics_and_health_report_the_pipeline(ops: Ops) -> None:
     assert health["checks"]["scheduler"]["lag_seconds"] >= 600
 
 
+@pytest.mark.browser
 def test_the_admin_page_needs_its_token_and_shows_the_funnel_in_chromium(
     ops: Ops, settings: Settings
 ) -> None:
