@@ -3,6 +3,7 @@ its templates), and `render` knows nothing of sequence files."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -47,3 +48,17 @@ def test_render_imports_nothing_of_sequences(module: str) -> None:
 )
 def test_each_sequences_module_imports_alone(module: str) -> None:
     assert module in loaded_after(f"import {module}")
+
+
+def test_no_render_source_names_sequences_even_lazily() -> None:
+    """Not inside a function, nor under TYPE_CHECKING: render takes what it reads as protocols."""
+    for path in sorted((REPO / "drip" / "render").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            assert not [n for n in names if n.startswith("drip.sequences")], (path, node.lineno)
