@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     sequences_dir: Path = Path("sequences")
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
+    #: Keys the address hash (`contacts.email_hash`); unset: derived from the secret key.
+    #: Never rotate it: stored hashes would no longer be found (drip/contacts/identity.py).
+    hash_key: str | None = None
     postal_address: str | None = None
     scheduler_interval: float = Field(default=5.0, gt=0)
     scheduler_batch_size: int = Field(default=500, gt=0)
@@ -166,6 +169,12 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def resolved_hash_key(self) -> str:
+        """The address hash key: `DRIP_HASH_KEY`, else one derived from the signing key."""
+        from drip.contacts.identity import derive_hash_key
+
+        return self.hash_key or derive_hash_key(self.resolved_secret_key())
 
     def resolved_postal_address(self) -> str:
         """The postal address for the footer; a neutral placeholder in development."""

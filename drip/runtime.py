@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.broker import build_broker, embedded_redis_url
 from drip.config import Settings, TransportName
+from drip.contacts.identity import use_hash_key
 from drip.db import create_db_engine, session_factory
 from drip.deliveries.enqueue import enqueue_after_commit
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
@@ -98,6 +99,7 @@ def build_runtime(
     engine = create_db_engine(settings.database_url, pool_size=max(settings.worker_threads, 5))
     sessions = session_factory(engine)
     signer = TokenSigner(settings.resolved_secret_key())
+    use_hash_key(settings.resolved_hash_key())
     links = Links(
         signer=signer, base_url=settings.base_url, unsubscribe_mailto=settings.unsubscribe_mailto
     )

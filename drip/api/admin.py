@@ -14,12 +14,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from drip.api.deps import get_runtime
 from drip.api.health import lag_limit
 from drip.api.pages import page
+from drip.contacts.privacy import find_contact
 from drip.db import utcnow
 from drip.reports.chart import funnel_svg
 from drip.reports.funnel import COLUMNS, funnel, recent_failures, scheduler_lag
 from drip.reports.timeline import contact_timeline
 from drip.runtime import Runtime
-from drip.unsubscribe.privacy import find_contact
 
 router = APIRouter(include_in_schema=False)
 

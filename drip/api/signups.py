@@ -21,7 +21,8 @@ from drip.api.pages import page
 from drip.db import transaction, utcnow
 from drip.metrics import SIGNUPS
 from drip.runtime import Runtime
-from drip.signup.request import SignupRequest, email_hash
+from drip.contacts.identity import email_hash
+from drip.signup.request import SignupRequest
 from drip.signup.service import enroll_contact
 
 log = structlog.get_logger(__name__)

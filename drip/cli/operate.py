@@ -11,6 +11,7 @@ from sqlalchemy import select
 from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
 from drip.cli.output import JSON, print_json, since, table
+from drip.contacts.privacy import find_contact
 from drip.db import transaction, utcnow
 from drip.errors import OperationRefused
 from drip.models import Delivery, DeliveryStatus
@@ -19,7 +20,6 @@ from drip.operations.resend import resend_step
 from drip.operations.retry import RETRYABLE, RetryFilter, count_matching, requeue_chunks
 from drip.reports.funnel import COLUMNS, funnel, scheduler_lag
 from drip.runtime import QUEUES
-from drip.unsubscribe.privacy import find_contact
 
 deliveries_app = typer.Typer(
     help="Deliveries: the schedule and what was sent.", no_args_is_help=True

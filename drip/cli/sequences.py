@@ -320,7 +320,7 @@ def send_test(
     renderer = _catalog().renderer
     links = Links(signer=TokenSigner(settings.resolved_secret_key()), base_url=settings.base_url)
     try:
-        from drip.signup.request import normalize_email
+        from drip.contacts.identity import normalize_email
 
         address = normalize_email(to)
     except ValueError as exc:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from drip.contacts.lifecycle import lock_contact, stop_contact
 from drip.models import Contact, ContactStatus, Delivery, ProviderEvent
-from drip.signup.request import email_hash
+from drip.contacts.identity import email_hash
 
 log = structlog.get_logger(__name__)
 

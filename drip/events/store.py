@@ -4,6 +4,10 @@ Replays (SendGrid retries a batch it thinks failed) insert nothing and so have n
 second effect. An event without an id gets one from a hash of its content. The
 delivery is found through `delivery_id`, which drip sets in `custom_args` and SendGrid
 returns as a top-level field of every event.
+
+An event about a forgotten contact, or about an address drip does not know, is stored
+redacted (`drip.contacts.privacy`): its address, IP, user agent and reason text never
+reach the database.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from drip.contacts.privacy import redact_payload, redactions
 from drip.db import upsert_statement
 from drip.models import ProviderEvent
 
@@ -46,16 +51,21 @@ def occurred_at(event: dict[str, Any]) -> datetime | None:
 
 
 def store_events(session: Session, events: list[dict[str, Any]], *, now: datetime) -> list[int]:
-    """Insert the events not seen before; return the new rows' ids."""
+    """Insert the events not seen before; return the new rows' ids. The payload of an event
+    about a forgotten contact, or about no known contact, is stored redacted."""
+    redacted = redactions(
+        session,
+        [(delivery_of(e), e["email"] if isinstance(e.get("email"), str) else None) for e in events],
+    )
     stored: list[int] = []
-    for event in events:
+    for event, redact in zip(events, redacted, strict=True):
         new_id = session.scalar(
             upsert_statement(session, ProviderEvent)
             .values(
                 sg_event_id=event_id(event),
                 event=str(event.get("event") or "unknown")[:32],
                 delivery_id=delivery_of(event),
-                payload=event,
+                payload=redact_payload(event) if redact else event,
                 occurred_at=occurred_at(event),
                 received_at=now,
             )

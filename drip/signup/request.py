@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from drip.contacts.identity import normalize_email
 from drip.render.renderer import clean_header
 from drip.sequences.definition import ID_PATTERN, check_timezone
-
-
-def normalize_email(address: str) -> str:
-    """The address as stored and compared: validated, then lower-cased as a whole."""
-    try:
-        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def email_hash(address: str) -> str:
-    """The stable hash of a normalized address: what remains of a forgotten contact."""
-    return hashlib.sha256(address.encode()).hexdigest()
 
 
 class SignupRequest(BaseModel):

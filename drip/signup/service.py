@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from drip.contacts.identity import email_hash
 from drip.db import upsert_for
 from drip.deliveries.leases import lease
 from drip.deliveries.planning import queue_off_schedule, schedule_next
@@ -30,7 +31,7 @@ from drip.models import Contact, Enrollment, EnrollmentStatus
 from drip.models.contact import new_public_id
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import CONFIRM_STEP
-from drip.signup.request import SignupRequest, email_hash
+from drip.signup.request import SignupRequest
 
 #: A second signup within this time does not send a second confirmation email.
 CONFIRMATION_COOLDOWN = timedelta(hours=1)

@@ -1,0 +1,1 @@
+"""Contacts: who they are (identity) and what happens to them (lifecycle, privacy)."""

@@ -1,0 +1,146 @@
+"""Migration 0006 keys the stored address hashes: forgotten and bounced addresses that sign up
+again are still recognised, on PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from drip.config import Settings
+from drip.db import transaction, utcnow
+from drip.migrate import alembic_config
+from drip.models import AuditEntry, Contact, ContactStatus, Delivery, Enrollment
+from drip.runtime import build_runtime
+from drip.signup.request import SignupRequest
+from drip.signup.service import enroll_contact
+from tests.integration.conftest import _admin, _db_url, _unavailable
+
+#: The key the service and the migration share in these tests.
+HASH_KEY = "a-hash-key-for-the-migration-test-0123456789"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind, not yet migrated."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migration.db'}"
+        return
+    name = f"drip_migration_{uuid.uuid4().hex[:12]}"
+    try:
+        _admin(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    yield _db_url(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _old_hash(address: str) -> str:
+    """What drip stored before 0006: SHA-256 of the address, unkeyed."""
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def test_forgotten_and_bounced_addresses_are_recognised_across_the_migration(
+    empty_database: str, sequences_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database at 0005 holding a forgotten contact (its hash alone, named so by the
+    # audit trail) and a bounced one, hashed the old way
+    config = alembic_config(empty_database)
+    command.upgrade(config, "0005")
+    engine = sa.create_engine(empty_database)
+    now = utcnow()
+    with engine.begin() as db:
+        for number, (address, status, reason) in enumerate(
+            [
+                ("gone@example.com", "forgotten", "forgotten on request"),
+                ("bounced@example.com", "suppressed", "bounce"),
+            ],
+            start=1,
+        ):
+            db.execute(
+                sa.insert(Contact.__table__).values(
+                    id=number,
+                    public_id=uuid.uuid4().hex,
+                    email=None,
+                    email_hash=_old_hash(address),
+                    attributes={},
+                    status=status,
+                    status_reason=reason,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        db.execute(
+            sa.insert(AuditEntry.__table__).values(
+                at=now,
+                action="contact.forget",
+                operator="ops",
+                target=_old_hash("gone@example.com"),
+                details={},
+            )
+        )
+    engine.dispose()
+    # When the database is migrated with the service's settings
+    monkeypatch.setenv("DRIP_HASH_KEY", HASH_KEY)
+    command.upgrade(config, "head")
+    settings = Settings(
+        database_url=empty_database,
+        sequences_dir=sequences_dir,
+        secret_key="a-secret-key-that-is-not-the-hash-key-0123",
+        hash_key=HASH_KEY,
+        state_dir=tmp_path / "state",
+        default_sequence="quick",
+        outbox_dir=tmp_path / "outbox",
+    )
+    runtime = build_runtime(settings)
+    try:
+        with runtime.sessions() as session:
+            stored = {i: h for i, h in session.execute(sa.select(Contact.id, Contact.email_hash))}
+            audit_target = session.scalars(sa.select(AuditEntry.target)).one()
+        # Then no stored value is the dictionary-reversible digest any more
+        assert _old_hash("gone@example.com") not in stored.values()
+        assert audit_target == stored[1]
+        # And both addresses, signing up again, are the contacts they were
+        outcomes = []
+        for address in ("Gone@Example.com", "bounced@example.com"):
+            with transaction(runtime.sessions) as session:
+                result = enroll_contact(
+                    session,
+                    SignupRequest(email=address),
+                    catalog=runtime.catalog,
+                    default_sequence="quick",
+                    now=utcnow(),
+                    queue_lease=60,
+                )
+            outcomes.append((result.enrolled, result.confirmation_sent))
+        # Neither is enrolled silently: the forgotten one only through a confirmation, the
+        # bounced one never
+        assert outcomes == [(False, True), (False, False)]
+        with runtime.sessions() as session:
+            contacts = session.scalars(sa.select(Contact).order_by(Contact.id)).all()
+            assert [c.id for c in contacts] == [1, 2]
+            assert [c.status for c in contacts] == [
+                ContactStatus.FORGOTTEN,
+                ContactStatus.SUPPRESSED,
+            ]
+            steps = session.scalars(sa.select(Delivery.step_id).order_by(Delivery.id)).all()
+            assert steps == ["_confirm"]
+            assert session.scalars(sa.select(Enrollment.contact_id)).all() == [1]
+    finally:
+        runtime.close()
+
+
+def test_the_migration_needs_no_key_when_there_is_nothing_to_key(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A fresh database migrates whatever the environment holds
+    monkeypatch.delenv("DRIP_HASH_KEY", raising=False)
+    monkeypatch.setenv("DRIP_STATE_DIR", str(tmp_path / "no-state"))
+    command.upgrade(alembic_config(empty_database), "head")
+    assert not (tmp_path / "no-state").exists()
