@@ -8,14 +8,14 @@ from contextlib import contextmanager
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
+from drip.cli.console import CliConsole
 from drip.config import Settings
 from drip.errors import SequenceError
 from drip.runtime import Runtime, build_runtime
 
-console = Console()
-errors = Console(stderr=True)
+console = CliConsole()
+errors = CliConsole(stderr=True)
 
 
 def load_settings() -> Settings:
