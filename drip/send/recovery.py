@@ -52,7 +52,7 @@ def settle_sending(recovery: Recovery) -> dict[str, int]:
                     Ended(
                         delivery,
                         Move.SETTLED_FROM_EVENT,
-                        now,
+                        processed_at,
                         {"sent_at": processed_at, "error": None},
                         enrollment,
                         contact,

@@ -13,10 +13,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.config import AmbiguousPolicy
 from drip.db import create_db_engine, session_factory, transaction
+from drip.deliveries.planning import insert_deliveries, plan_following
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
-from drip.errors import TransientSendError
+from drip.errors import AmbiguousSendError, TransientSendError
+from drip.metrics import PLANS_REFUSED
 from drip.migrate import upgrade_database
-from drip.models import Contact, ContactStatus, Delivery, DeliveryStatus, ProviderEvent
+from drip.models import (
+    Contact,
+    ContactStatus,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    ProviderEvent,
+)
+from drip.operations.resend import resend_step
+from drip.schedule.impact import plan_changes
 from drip.send.message import OutgoingEmail
 from drip.send.sender import DeliverySender, Outcome, SendPolicy
 from drip.send.transports import MemoryTransport
@@ -256,3 +267,120 @@ def test_a_crash_mid_send_without_an_event_follows_the_policy(
     world.scheduler(policy).tick()
     assert world.rows()[0].status is status
     assert (first in world.enqueued) is enqueued
+
+
+def _lost_answer_then_processed(world: World, delivery_id: int) -> None:
+    """The provider accepted `delivery_id` but its answer was lost; its event arrives."""
+    world.transport.failures = [AmbiguousSendError("read timeout after the request went out")]
+    assert world.sender.send(delivery_id).outcome is Outcome.AMBIGUOUS
+    with transaction(world.sessions) as session:
+        session.add(
+            ProviderEvent(
+                sg_event_id=f"processed-{delivery_id}",
+                event="processed",
+                delivery_id=delivery_id,
+                payload={},
+                occurred_at=world.clock(),
+            )
+        )
+
+
+def test_a_resend_settled_from_its_event_plans_nothing(world: World) -> None:
+    # Given a subscriber at step 2 (scheduled) who is resent step 1 by an operator
+    first = world.signup("a@example.com")
+    world.sender.send(first)
+    with transaction(world.sessions) as session:
+        contact = session.scalars(select(Contact)).one()
+        sequence = world.catalog.get("quick").definition
+        resent = resend_step(
+            session,
+            contact,
+            sequence,
+            "welcome",
+            reason="asked again",
+            operator="ops",
+            now=world.clock(),
+            queue_lease=60,
+        )
+    # When the resend's answer is lost and the scheduler settles it from the event
+    _lost_answer_then_processed(world, resent)
+    report = world.scheduler().tick()
+    # Then it counts as sent, and step 2 is still planned once
+    assert report.resolved_sent == 1
+    steps = [(r.step_id, r.status, r.resend) for r in world.rows()]
+    assert steps == [
+        ("welcome", DeliveryStatus.SENT, False),
+        ("second", DeliveryStatus.SCHEDULED, False),
+        ("welcome", DeliveryStatus.SENT, True),
+    ]
+
+
+def test_a_planned_send_settled_from_its_event_plans_the_next_step(world: World) -> None:
+    first = world.signup("a@example.com")
+    _lost_answer_then_processed(world, first)
+    world.clock.advance(seconds=1)
+    assert world.scheduler().tick().resolved_sent == 1
+    assert [(r.step_id, r.status) for r in world.rows()] == [
+        ("welcome", DeliveryStatus.SENT),
+        ("second", DeliveryStatus.QUEUED),  # due at once: enqueued by the scheduler
+    ]
+    assert world.enqueued == [world.rows()[1].id]
+
+
+def test_a_plan_asked_for_twice_plans_once(world: World) -> None:
+    first = world.signup("a@example.com")
+    world.sender.send(first)
+    with transaction(world.sessions) as session:
+        enrollment = session.scalars(select(Enrollment)).one()
+        contact = session.scalars(select(Contact)).one()
+        again = plan_following(
+            session,
+            enrollment=enrollment,
+            contact=contact,
+            sequence=world.catalog.get("quick").definition,
+            now=world.clock(),
+            queue_lease=60,
+            sent_step="welcome",
+            sent_at=world.clock(),
+        )
+    assert again is None
+    assert [r.step_id for r in world.rows()] == ["welcome", "second"]
+
+
+def test_the_database_refuses_a_second_pending_planned_row(world: World) -> None:
+    first = world.signup("a@example.com")
+    world.sender.send(first)
+    second = world.rows()[1]
+    duplicate = Delivery(
+        enrollment_id=second.enrollment_id,
+        contact_id=second.contact_id,
+        sequence_id="quick",
+        step_id="second",
+        resend_number=1,
+        status=DeliveryStatus.SCHEDULED,
+        due_at=world.clock(),
+    )
+    before = PLANS_REFUSED._value.get()
+    with transaction(world.sessions) as session:
+        assert insert_deliveries(session, [duplicate]) == []
+    assert PLANS_REFUSED._value.get() == before + 1
+    assert [r.step_id for r in world.rows()] == ["welcome", "second"]
+
+
+def test_plan_reads_a_skipped_step_as_the_worker_does(world: World) -> None:
+    # Given step 2 skipped as too late and step 3 renamed in the file
+    first = world.signup("a@example.com")
+    world.sender.send(first)
+    second = world.rows()[1].id
+    with transaction(world.sessions) as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == second)
+            .values(status=DeliveryStatus.SKIPPED, error="too late")
+        )
+    # When plan looks at the subscriber
+    with world.sessions() as session:
+        (impact,) = [i for i in plan_changes(session, world.catalog, now=world.clock())]
+    # Then, like the worker, it continues after the skipped step, never resending it
+    (group,) = impact.groups
+    assert (group.position, group.next_step) == ("second", "third")
