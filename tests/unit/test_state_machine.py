@@ -27,6 +27,7 @@ from drip.models import (
     ProviderEvent,
 )
 from drip.operations.resend import resend_step
+from drip.operations.retry import RetryFilter, requeue_chunks
 from drip.schedule.impact import plan_changes
 from drip.send.message import OutgoingEmail
 from drip.send.sender import DeliverySender, Outcome, SendPolicy
@@ -330,6 +331,7 @@ def test_a_planned_send_settled_from_its_event_plans_the_next_step(world: World)
 def test_a_plan_asked_for_twice_plans_once(world: World) -> None:
     first = world.signup("a@example.com")
     world.sender.send(first)
+    refused = PLANS_REFUSED._value.get()
     with transaction(world.sessions) as session:
         enrollment = session.scalars(select(Enrollment)).one()
         contact = session.scalars(select(Contact)).one()
@@ -345,6 +347,7 @@ def test_a_plan_asked_for_twice_plans_once(world: World) -> None:
         )
     assert again is None
     assert [r.step_id for r in world.rows()] == ["welcome", "second"]
+    assert PLANS_REFUSED._value.get() == refused  # not even tried: the database had no say
 
 
 def test_the_database_refuses_a_second_pending_planned_row(world: World) -> None:
@@ -384,3 +387,31 @@ def test_plan_reads_a_skipped_step_as_the_worker_does(world: World) -> None:
     # Then, like the worker, it continues after the skipped step, never resending it
     (group,) = impact.groups
     assert (group.position, group.next_step) == ("second", "third")
+
+
+def test_a_retried_skipped_step_goes_as_a_resend(world: World) -> None:
+    # Given step 2 skipped as too late, step 3 planned after it
+    first = world.signup("a@example.com")
+    world.sender.send(first)
+    second = world.rows()[1].id
+    with transaction(world.sessions) as session:
+        session.execute(
+            update(Delivery).where(Delivery.id == second).values(status=DeliveryStatus.SKIPPED)
+        )
+    # When an operator retries it and it is sent
+    (ids,) = list(
+        requeue_chunks(
+            world.sessions,
+            RetryFilter(status=DeliveryStatus.SKIPPED),
+            reason="send it anyway",
+            operator="ops",
+            now=world.clock(),
+            queue_lease=60,
+        )
+    )
+    assert ids == [second]
+    assert world.sender.send(second).outcome is Outcome.SENT
+    # Then it went off the line: a resend, planning nothing
+    retried = world.rows()[1]
+    assert (retried.status, retried.resend) == (DeliveryStatus.SENT, True)
+    assert [r.step_id for r in world.rows()] == ["welcome", "second"]
