@@ -6,7 +6,7 @@ milliseconds, so every outcome of a batch is covered one by one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -50,11 +50,14 @@ class ScriptedTransport(MemoryTransport):
 
     script: dict[str, Exception] = field(default_factory=dict)
     groups: list[int] = field(default_factory=list)
+    during: Callable[[OutgoingEmail], None] | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
 
     def send(self, email: OutgoingEmail) -> str:
+        if self.during is not None:
+            self.during(email)
         failure = self.script.get(email.to_email)
         if failure is not None:
             raise failure
@@ -229,3 +232,19 @@ def test_the_actors_send_a_batch_and_its_next_step_through_a_stub_broker(twin: T
         ("second", DeliveryStatus.SENT),
         ("third", DeliveryStatus.SCHEDULED),
     ]
+
+
+def test_a_row_taken_over_mid_call_records_and_plans_nothing(twin: Twin) -> None:
+    # Given a send whose lease runs out while the provider call is in flight, and the
+    # scheduler, settling it, takes the row over
+    row = twin.person("slow@example.com")
+
+    def taken_over(email: OutgoingEmail) -> None:
+        row.status = DeliveryStatus.QUEUED
+
+    twin.transport.during = taken_over
+    # When the call then returns accepted
+    result = twin.sender.send(row.id)
+    # Then the worker's end is not recorded and nothing is planned after it
+    assert (result.outcome, result.next_delivery) == (Outcome.SENT, None)
+    assert twin.rows(row.enrollment_id) == [("welcome", DeliveryStatus.QUEUED)]

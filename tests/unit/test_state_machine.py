@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.config import AmbiguousPolicy
 from drip.db import create_db_engine, session_factory, transaction
+from drip.deliveries.enqueue import enqueue_after_commit
 from drip.deliveries.planning import insert_deliveries, plan_following
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
 from drip.errors import AmbiguousSendError, TransientSendError
@@ -415,3 +416,25 @@ def test_a_retried_skipped_step_goes_as_a_resend(world: World) -> None:
     retried = world.rows()[1]
     assert (retried.status, retried.resend) == (DeliveryStatus.SENT, True)
     assert [r.step_id for r in world.rows()] == ["welcome", "second"]
+
+
+def _refuse(ids: object) -> None:
+    raise ConnectionError("Redis refused the connection")
+
+
+def test_a_row_redis_refuses_goes_back_to_the_schedule(world: World) -> None:
+    # Given a signup's step 1, committed as queued
+    first = world.signup("a@example.com")
+    # When Redis refuses its message
+    assert enqueue_after_commit(_refuse, world.sessions, [first], clock=world.clock) is False
+    # Then the row is scheduled again, for the next tick to claim
+    (row,) = world.rows()
+    assert (row.status, row.lease_until) == (DeliveryStatus.SCHEDULED, None)
+    scheduler = world.scheduler()
+    scheduler.enqueue = _refuse
+    report = scheduler.tick()
+    assert (report.claimed, report.enqueue_failures) == (1, 1)
+    assert world.rows()[0].status is DeliveryStatus.SCHEDULED
+    scheduler.enqueue = world.enqueued.extend
+    assert scheduler.tick().claimed == 1
+    assert world.enqueued == [first]
