@@ -98,7 +98,7 @@ def build_runtime(
     )
     engine = create_db_engine(settings.database_url, pool_size=max(settings.worker_threads, 5))
     sessions = session_factory(engine)
-    signer = TokenSigner(settings.resolved_secret_key())
+    signer = TokenSigner(settings.resolved_secret_key(), settings.fallback_keys)
     use_hash_key(settings.resolved_hash_key())
     links = Links(
         signer=signer, base_url=settings.base_url, unsubscribe_mailto=settings.unsubscribe_mailto

@@ -1,7 +1,10 @@
 """`GET /download/{sequence}/{token}`: the file a sequence offers, to the contact the link names.
 
 Every fetch is recorded (the funnel counts it). The link never expires and works after an
-unsubscribe: the subscriber asked for the file.
+unsubscribe: the subscriber asked for the file. It opens the file of the sequence it was
+made for, no other (`drip.unsubscribe.tokens`). The file is resolved again at every fetch
+and served only if it is still a regular file under `<sequences dir>/files/`
+(`drip.sequences.files`): a file swapped for a symbolic link after loading is not served.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from drip.db import transaction, utcnow
 from drip.downloads.service import record_download
 from drip.errors import BadToken
 from drip.runtime import Runtime
-from drip.unsubscribe.tokens import Purpose
+from drip.sequences.files import OfferFileError, resolve_offer_file
 
 router = APIRouter()
 
@@ -28,13 +31,16 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
     responses={
         200: {"content": {"application/octet-stream": {}, DOCX: {}}},
         400: {"description": "Bad link", "content": {"text/html": {}}},
+        404: {"description": "The file is not available", "content": {"text/html": {}}},
     },
 )
 def download(sequence_id: str, token: str, runtime: Runtime = Depends(get_runtime)) -> Response:
     """Serve the sequence's file as an attachment and record the download."""
     try:
-        public_id = runtime.signer.read(token, Purpose.DOWNLOAD)
+        claim = runtime.signer.read_download(token)
     except BadToken:
+        return page("bad_link.html", status_code=400)
+    if claim.sequence_id is not None and claim.sequence_id != sequence_id:
         return page("bad_link.html", status_code=400)
     offer = (
         runtime.catalog.get(sequence_id).definition.download
@@ -43,11 +49,22 @@ def download(sequence_id: str, token: str, runtime: Runtime = Depends(get_runtim
     )
     if offer is None:
         return page("bad_link.html", status_code=400)
+    try:
+        path = resolve_offer_file(runtime.settings.sequences_dir, offer.file)
+    except OfferFileError:
+        return page("bad_link.html", status_code=404)
     with transaction(runtime.sessions) as session:
-        if not record_download(session, public_id=public_id, sequence_id=sequence_id, now=utcnow()):
+        recorded = record_download(
+            session,
+            public_id=claim.public_id,
+            sequence_id=sequence_id,
+            now=utcnow(),
+            bound=claim.sequence_id is not None,
+        )
+        if not recorded:
             return page("bad_link.html", status_code=400)
     return FileResponse(
-        runtime.settings.sequences_dir / offer.file,
+        path,
         filename=offer.download_name,
         media_type=DOCX if offer.file.endswith(".docx") else None,
     )

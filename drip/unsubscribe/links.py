@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drip.sequences.definition import CONFIRM_STEP, Sequence
-from drip.unsubscribe.tokens import Purpose, TokenSigner
+from drip.unsubscribe.tokens import TokenSigner
 
 
 @dataclass(frozen=True)
 class Links:
+    """Builds a contact's signed links under `base_url`."""
+
     signer: TokenSigner
     base_url: str
     unsubscribe_mailto: str | None = None
@@ -26,10 +28,11 @@ class Links:
         base = self.base_url.rstrip("/")
         links = {}
         if sequence.download is not None:
-            token = self.signer.sign(public_id, Purpose.DOWNLOAD)
+            token = self.signer.sign_download(public_id, sequence.id)
             links["download"] = f"{base}/download/{sequence.id}/{token}"
         if step_id == CONFIRM_STEP:
-            token = self.signer.sign(public_id, Purpose.CONFIRM)
+            # Stamped now, after the request it answers: see drip.signup.confirm.
+            token = self.signer.sign_confirm(public_id, sequence.id)
             links["confirm"] = f"{base}/confirm/{sequence.id}/{token}"
         return links
 
