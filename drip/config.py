@@ -14,6 +14,7 @@ from typing import Self
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from drip.production import Override, parse_overrides, production_problems
 from drip.secret_file import read_or_create_secret
 
 #: The shortest admin or metrics bearer token accepted.
@@ -60,6 +61,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     #: Old signing keys (comma-separated) whose links still verify after a rotation.
     secret_key_fallbacks: str = ""
+    #: Production rules knowingly broken (comma-separated names, see `drip.production`).
+    production_overrides: str = ""
     #: Keys the address hash (`contacts.email_hash`); unset: derived from the secret key.
     #: Never rotate it: stored hashes would no longer be found (drip/contacts/identity.py).
     hash_key: str | None = None
@@ -127,10 +130,21 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
+    @field_validator("production_overrides")
+    @classmethod
+    def _known_overrides(cls, value: str) -> str:
+        parse_overrides(value)
+        return value
+
     @property
     def fallback_keys(self) -> tuple[str, ...]:
         """The keys of `secret_key_fallbacks`: they verify links, and never sign one."""
         return tuple(filter(None, (part.strip() for part in self.secret_key_fallbacks.split(","))))
+
+    @property
+    def overrides(self) -> frozenset[Override]:
+        """The production rules `production_overrides` names (validated when settings load)."""
+        return parse_overrides(self.production_overrides)
 
     @property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
@@ -151,8 +165,20 @@ class Settings(BaseSettings):
                 )
                 if not value
             ]
-            if missing:
-                raise ValueError(f"{', '.join(missing)} must be set when DRIP_ENV=production")
+            problems = [f"{', '.join(missing)} must be set when DRIP_ENV=production"] * bool(
+                missing
+            )
+            problems += production_problems(
+                secret_keys=[("DRIP_SECRET_KEY", self.secret_key or "")] * bool(self.secret_key)
+                + [("DRIP_SECRET_KEY_FALLBACKS", key) for key in self.fallback_keys],
+                base_url=self.base_url,
+                outbox=self.transport_name is TransportName.OUTBOX,
+                database_url=self.database_url,
+                sendgrid_webhook_public_key=self.sendgrid_webhook_public_key,
+                overrides=self.overrides,
+            )
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     @property
