@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from drip.config import AmbiguousPolicy
 from drip.db import create_db_engine, session_factory, transaction
 from drip.deliveries.enqueue import enqueue_after_commit
+from drip.deliveries.moves import resend_ambiguous
 from drip.deliveries.planning import insert_deliveries, plan_following
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
 from drip.errors import AmbiguousSendError, TransientSendError
@@ -438,3 +439,21 @@ def test_a_row_redis_refuses_goes_back_to_the_schedule(world: World) -> None:
     scheduler.enqueue = world.enqueued.extend
     assert scheduler.tick().claimed == 1
     assert world.enqueued == [first]
+
+
+def test_a_row_taken_over_mid_call_plans_nothing(world: World) -> None:
+    # Given a send whose row the scheduler takes over while the provider call is in flight
+    first = world.signup("a@example.com")
+    accept = world.transport.send
+
+    def taken_over(email: OutgoingEmail) -> str:
+        with transaction(world.sessions) as session:
+            resend_ambiguous(session, [first], now=world.clock(), queue_lease=60)
+        return accept(email)
+
+    world.transport.send = taken_over  # type: ignore[method-assign]
+    # When the call returns accepted
+    result = world.sender.send(first)
+    # Then the worker records nothing for it, and plans nothing after it
+    assert (result.outcome, result.next_delivery) == (Outcome.SENT, None)
+    assert [(r.step_id, r.status) for r in world.rows()] == [("welcome", DeliveryStatus.QUEUED)]
