@@ -97,3 +97,7 @@ class IllegalMove(DripError):
 
 class OperationRefused(DripError):
     """An operator's action was refused; the message says why (e.g. the contact unsubscribed)."""
+
+
+class HashKeyMismatch(DripError):
+    """The service's address hash key is not the one the database's hashes were made with."""

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from drip.broker import build_broker, embedded_redis_url
 from drip.config import Settings, TransportName
 from drip.contacts.identity import use_hash_key
+from drip.contacts.keys import hash_key_candidates, settle_hash_key
 from drip.db import create_db_engine, session_factory
 from drip.deliveries.enqueue import enqueue_after_commit
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
@@ -99,7 +100,12 @@ def build_runtime(
     engine = create_db_engine(settings.database_url, pool_size=max(settings.worker_threads, 5))
     sessions = session_factory(engine)
     signer = TokenSigner(settings.resolved_secret_key(), settings.fallback_keys)
-    use_hash_key(settings.resolved_hash_key())
+    candidates = hash_key_candidates(
+        hash_key=settings.hash_key,
+        secret_key=settings.resolved_secret_key(),
+        fallback_keys=settings.fallback_keys,
+    )
+    use_hash_key(settle_hash_key(sessions, candidates))
     links = Links(
         signer=signer, base_url=settings.base_url, unsubscribe_mailto=settings.unsubscribe_mailto
     )

@@ -5,6 +5,7 @@ from drip.models.contact import Contact, ContactStatus
 from drip.models.delivery import PENDING, Delivery, DeliveryStatus
 from drip.models.enrollment import Enrollment, EnrollmentStatus
 from drip.models.event import ProviderEvent
+from drip.models.keys import HashKeyCheck
 from drip.models.operations import AuditEntry, Download, SequenceState
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Download",
     "Enrollment",
     "EnrollmentStatus",
+    "HashKeyCheck",
     "ProviderEvent",
     "SequenceState",
 ]

@@ -11,6 +11,10 @@ else derived from `DRIP_SECRET_KEY`. Run this migration with the same environmen
 service; with no contacts to convert, no key is needed. Audit entries that named a
 forgotten contact by its old digest are converted with it.
 
+The new table `hash_key_checks` keeps a fingerprint of the key (an HMAC of a fixed label):
+a service started with another key refuses to run (`drip.contacts.keys`). This migration
+records it when it keyed any row; otherwise the first service to start does.
+
 There is no way back: an HMAC cannot be undone without the addresses.
 
 Revision ID: 0006
@@ -24,6 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from drip.contacts.identity import keyed_digest
+from drip.contacts.keys import CHECK_NAME, fingerprint
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -35,6 +40,12 @@ BATCH = 1000
 
 
 def upgrade() -> None:
+    checks = op.create_table(
+        "hash_key_checks",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_hash_key_checks")),
+    )
     bind = op.get_bind()
     contacts = sa.table("contacts", sa.column("id"), sa.column("email_hash"))
     audit = sa.table("audit_entries", sa.column("id"), sa.column("target"))
@@ -70,7 +81,8 @@ def upgrade() -> None:
             )
         converted += len(rows)
         last_id = rows[-1][0]
-    if converted:
+    if key is not None:
+        op.bulk_insert(checks, [{"name": CHECK_NAME, "fingerprint": fingerprint(key)}])
         print(f"0006: keyed the address hash of {converted} contacts")
 
 

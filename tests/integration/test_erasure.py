@@ -64,6 +64,8 @@ NOT_PERSONAL = {
     "sequence_states.reason": "why an operator paused a sequence",
     "audit_entries.action": "the action's name",
     "audit_entries.operator": "an operator's name, not a subscriber's",
+    "hash_key_checks.name": "the name of a check",
+    "hash_key_checks.fingerprint": "an HMAC of a fixed label: names no one",
 }
 
 ADDRESS = "xiaolin.erase@example.com"
