@@ -259,8 +259,19 @@ def _waiting_for_a_lock(runtime: Runtime) -> bool:
         )
 
 
-def test_no_email_of_a_sequence_leaves_after_leaving_it_is_acknowledged_mid_send(
-    settings: Settings, fake_sendgrid: FakeSendGrid
+@pytest.mark.parametrize(
+    ("scope", "answer", "afterwards"),
+    [
+        ("sequence", "unsubscribed from", ContactStatus.ACTIVE),  # still subscribed to others
+        ("all", "You are unsubscribed.", ContactStatus.UNSUBSCRIBED),
+    ],
+)
+def test_no_email_leaves_after_an_unsubscribe_is_acknowledged_mid_send(
+    settings: Settings,
+    fake_sendgrid: FakeSendGrid,
+    scope: str,
+    answer: str,
+    afterwards: ContactStatus,
 ) -> None:
     # Given a subscriber whose email 1 is in flight: past the send-time checks (their row
     # locked for share), held just before the request
@@ -276,14 +287,14 @@ def test_no_email_of_a_sequence_leaves_after_leaving_it_is_acknowledged_mid_send
         with runtime.sessions() as session:
             token = runtime.signer.sign(session.scalars(select(Contact.public_id)).one())
 
-        # When they leave the sequence from the unsubscribe page while it is in flight
+        # When they leave the sequence (or everything) from the page while it is in flight
         def leave() -> None:
             response = client.post(
                 f"/unsubscribe/{token}?sequence=quick",
-                data={"scope": "sequence", "sequence": "quick"},
+                data={"scope": scope, "sequence": "quick"},
             )
             assert response.status_code == 200
-            assert "unsubscribed from" in response.text
+            assert answer in response.text
             acknowledged.append(time.monotonic())
 
         leaving = CheckedThread(leave, name="leave")
@@ -306,10 +317,10 @@ def test_no_email_of_a_sequence_leaves_after_leaving_it_is_acknowledged_mid_send
     (acked,) = acknowledged
     assert steps_received(fake_sendgrid) == ["welcome"]
     late = [a.payload["custom_args"]["step"] for a in fake_sendgrid.accepted if a.at > acked]
-    assert late == [], "sent after leaving the sequence was acknowledged"
+    assert late == [], "sent after the unsubscribe was acknowledged"
     with runtime.sessions() as session:
         contact = session.scalars(select(Contact)).one()
-        assert contact.status is ContactStatus.ACTIVE  # subscribed still, to anything else
+        assert contact.status is afterwards
         assert session.scalars(select(Enrollment.status)).one() is EnrollmentStatus.CANCELLED
     assert {r.step_id: r.status for r in deliveries(runtime)} == {
         "welcome": DeliveryStatus.SENT,
