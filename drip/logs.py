@@ -29,6 +29,7 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(AccessLogRedaction())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -40,12 +41,14 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-#: Anything shaped like an address, in any logged value.
-_ADDRESS = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+#: Anything shaped like an address, in any logged value; `%40` is an `@` that a URL encoded.
+_ADDRESS = re.compile(
+    r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*?(?:@|%40)([A-Za-z0-9.-]+\.[A-Za-z]{2,})"
+)
 
 
 def mask_address(text: str) -> str:
-    """`ann.smith@example.com` -> `a***@example.com`."""
+    """`ann.smith@example.com` (or `ann.smith%40example.com`) -> `a***@example.com`."""
     return _ADDRESS.sub(r"\1***@\2", text)
 
 
@@ -54,6 +57,31 @@ def mask_addresses(
 ) -> MutableMapping[str, Any]:
     """A structlog processor: no address reaches a log line in full."""
     for key, value in event.items():
-        if isinstance(value, str) and "@" in value:
+        if isinstance(value, str) and ("@" in value or "%40" in value):
             event[key] = mask_address(value)
     return event
+
+
+#: Path segments that are secrets: unsubscribe, confirmation, download and link tokens.
+_TOKEN_IN_PATH = re.compile(r"^(/unsubscribe/|/(?:confirm|download)/[^/?]+/|/l/)[^/?]+")
+
+
+def redact_path(path: str) -> str:
+    """A request path fit for a log: no query string and no token.
+
+    `/admin/contact?token=x&email=a%40b.org` -> `/admin/contact?[redacted]`;
+    `/unsubscribe/InRva2Vu.abc` -> `/unsubscribe/[token]`.
+    """
+    bare, query_mark, _ = path.partition("?")
+    return _TOKEN_IN_PATH.sub(r"\1[token]", bare) + ("?[redacted]" if query_mark else "")
+
+
+class AccessLogRedaction(logging.Filter):
+    """Redacts the path of uvicorn's access log lines with `redact_path` (records pass on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the path argument of a `uvicorn.access` record; keep every record."""
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) >= 3:
+            record.args = (*args[:2], redact_path(str(args[2])), *args[3:])
+        return True

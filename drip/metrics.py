@@ -3,32 +3,46 @@
 Counters and the latency histogram live in the process that does the work (the API for
 signups and webhooks, the worker for sends; `drip worker` exposes them with Dramatiq's
 Prometheus middleware). Gauges that describe shared state (scheduler lag, pending rows,
-queue depth) are read from PostgreSQL and Redis at scrape time, so any API process
-reports the same figures.
+queue depth) are read from PostgreSQL and Redis, at most once per `STATE_TTL` seconds
+however often the endpoint is scraped, so any API process reports the same figures.
+
+The signup counter has no outcome label on purpose: the API answers every accepted signup
+with the same 202 so that nobody can learn whether an address is on the list, and a
+per-outcome count read before and after one request would undo that (and a `honeypot`
+label would tell a bot its trap was seen).
+
+This module knows nothing of `drip.runtime`: the API hands the collector what it reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from drip.models import PENDING, Delivery
 from drip.reports.funnel import scheduler_lag
 
-if TYPE_CHECKING:
-    from drip.runtime import Runtime
-
 log = structlog.get_logger(__name__)
 
+#: Seconds the shared-state gauges are reused between scrapes (each read runs a GROUP BY).
+STATE_TTL = 5.0
+
 SIGNUPS = Counter(
-    "drip_signups_total", "Signups received, by sequence and outcome", ["sequence", "outcome"]
+    "drip_signups_total",
+    "Signups answered 202, whatever happened to them (no outcome label: see drip.metrics)",
+)
+SIGNUPS_RATE_LIMITED = Counter(
+    "drip_signups_rate_limited_total", "Signups refused with 429 by the per-IP or address limit"
 )
 DELIVERIES = Counter(
     "drip_deliveries_total",
@@ -51,12 +65,35 @@ PLANS_REFUSED = Counter(
 
 
 class StateCollector(Collector):
-    """Gauges read from the database and Redis when Prometheus scrapes."""
+    """Gauges read from the database and Redis, cached for `ttl` seconds between scrapes."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        broker: Any,
+        queues: Sequence[str],
+        ttl: float = STATE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.broker = broker
+        self.queues = tuple(queues)
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[GaugeMetricFamily]] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The gauges: the cached ones while younger than `ttl`, else freshly read."""
+        with self._lock:
+            now = self.clock()
+            if self._cached is None or now - self._cached[0] >= self.ttl:
+                self._cached = (now, self._read())
+            families = self._cached[1]
+        yield from families
+
+    def _read(self) -> list[GaugeMetricFamily]:
         lag = GaugeMetricFamily(
             "drip_scheduler_lag_seconds", "Now minus the oldest due, unclaimed delivery"
         )
@@ -67,7 +104,7 @@ class StateCollector(Collector):
             "drip_queue_depth", "Messages in a Dramatiq queue (incl. in flight)", labels=["queue"]
         )
         try:
-            with self.runtime.sessions() as session:
+            with self.sessions() as session:
                 lag.add_metric([], scheduler_lag(session, now=datetime.now(UTC)).seconds)
                 for sequence, status, count in session.execute(
                     select(Delivery.sequence_id, Delivery.status, func.count())
@@ -78,11 +115,9 @@ class StateCollector(Collector):
         except Exception as exc:  # a scrape must answer even when the database is down
             log.warning("metrics.database_unavailable", error=str(exc).splitlines()[0])
         try:
-            client: Any = self.runtime.broker.client  # type: ignore[attr-defined]
-            namespace = self.runtime.broker.namespace  # type: ignore[attr-defined]
-            from drip.runtime import QUEUES
-
-            for queue in QUEUES:
+            client: Any = self.broker.client
+            namespace = self.broker.namespace
+            for queue in self.queues:
                 depth.add_metric(
                     [queue],
                     client.hlen(f"{namespace}:{queue}.msgs")
@@ -90,4 +125,4 @@ class StateCollector(Collector):
                 )
         except Exception as exc:
             log.warning("metrics.redis_unavailable", error=str(exc))
-        yield from (lag, pending, depth)
+        return [lag, pending, depth]

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from drip.api import admin, confirm, downloads, health, signups, unsubscribe, webhooks
+from drip.api.headers import SecurityHeaders
 from drip.errors import UnknownSequence
 from drip.runtime import Runtime
 
@@ -16,8 +17,21 @@ log = structlog.get_logger(__name__)
 
 def create_app(runtime: Runtime) -> FastAPI:
     """The API for `runtime`'s database, broker and sequences."""
-    app = FastAPI(title="drip", version="0.1.0", docs_url="/docs", redoc_url=None)
+    # The interactive docs and the schema describe every endpoint to anyone: development only.
+    production = runtime.settings.is_production
+    app = FastAPI(
+        title="drip",
+        version="0.1.0",
+        docs_url=None if production else "/docs",
+        redoc_url=None,
+        openapi_url=None if production else "/openapi.json",
+    )
+    app.add_middleware(
+        SecurityHeaders,
+        framing_only=() if production else ("/docs", "/docs/oauth2-redirect"),
+    )
     app.state.runtime = runtime
+    app.state.metrics_state = health.build_state_registry(runtime)
     app.include_router(signups.router)
     app.include_router(unsubscribe.router)
     app.include_router(health.router)

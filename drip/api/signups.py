@@ -1,7 +1,11 @@
 """`POST /signups` (JSON or form fields) and the signup page at `GET /`.
 
 The answer is the same 202 whether the address is new, known, enrolled or unsubscribed,
-so the endpoint cannot be used to learn who is on the list.
+so the endpoint cannot be used to learn who is on the list. The per-IP limit is counted
+before the body is read, on the address `drip.api.client_ip` finds (`DRIP_TRUSTED_PROXIES`);
+the body is capped at `MAX_SIGNUP_BYTES` (413) and anything that does not parse gets 422.
+A first name must read as a name (`drip.signup.request.check_name`): the first email puts
+it in its subject, and the form is open to anyone.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import Message
 
+from drip.api.client_ip import FORWARDED_FOR, client_address
 from drip.api.deps import get_runtime
 from drip.api.enqueue import enqueue_or_release
 from drip.api.pages import page
-from drip.db import transaction, utcnow
-from drip.metrics import SIGNUPS
-from drip.runtime import Runtime
 from drip.contacts.identity import email_hash
+from drip.db import transaction, utcnow
+from drip.metrics import SIGNUPS, SIGNUPS_RATE_LIMITED
+from drip.runtime import Runtime
 from drip.signup.request import SignupRequest
 from drip.signup.service import enroll_contact
 
@@ -30,6 +37,9 @@ router = APIRouter()
 
 #: The signup form's hidden field: people leave it empty, form-filling bots do not.
 HONEYPOT = "website"
+
+#: The largest signup body read (a signup is a few short fields); 413 beyond.
+MAX_SIGNUP_BYTES = 16 * 1024
 
 #: The one answer every accepted signup gets.
 ACCEPTED = {
@@ -48,6 +58,7 @@ _SIGNUP_BODY = {
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def signup_page() -> HTMLResponse:
+    """The signup form (it works without JavaScript)."""
     return page("signup.html")
 
 
@@ -57,34 +68,46 @@ def signup_page() -> HTMLResponse:
     openapi_extra={"requestBody": _SIGNUP_BODY},
     responses={
         202: {"description": "Accepted", "content": {"application/json": {}, "text/html": {}}},
-        422: {"description": "A field is invalid"},
+        413: {"description": f"The body is over {MAX_SIGNUP_BYTES} bytes"},
+        422: {"description": "A field is invalid, or the body does not parse"},
         429: {"description": "Too many signups"},
         503: {"description": "The database is unavailable"},
     },
 )
 async def create_signup(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
-    """Accept a signup: validate, upsert the contact, enroll it and plan step 1."""
+    """Accept a signup: validate, upsert the contact, enroll it and plan step 1.
+
+    The per-IP limit is counted before the body is read, so a flood costs one Redis call
+    per request; the body is then read up to `MAX_SIGNUP_BYTES` (413 beyond).
+    """
+    limiter = runtime.signup_limiter
+    if limiter is not None:
+        client_ip = client_address(
+            request.client.host if request.client else "unknown",
+            request.headers.getlist(FORWARDED_FOR),
+            runtime.settings.trusted_proxy_networks,
+        )
+        # Redis and the database are called synchronously: off the event loop, in a thread.
+        verdict = await run_in_threadpool(limiter.check_ip, client_ip)
+        if not verdict.allowed:
+            SIGNUPS_RATE_LIMITED.inc()
+            return _too_many(verdict.retry_after)
+    body = await _read_capped(request, MAX_SIGNUP_BYTES)
+    if body is None:
+        return JSONResponse(
+            {"detail": f"the body is over {MAX_SIGNUP_BYTES} bytes"}, status_code=413
+        )
     is_form = not request.headers.get("content-type", "").startswith("application/json")
-    fields = await _read_fields(request, is_form)
+    fields = await _form_fields(request, body) if is_form else _json_fields(body)
     if isinstance(fields, JSONResponse):
         return fields
     wants_html = is_form and "text/html" in request.headers.get("accept", "")
-    client_ip = request.client.host if request.client else "unknown"
-    # Redis and the database are called synchronously: off the event loop, in a worker thread.
-    return await run_in_threadpool(_sign_up, runtime, fields, client_ip, wants_html)
+    return await run_in_threadpool(_sign_up, runtime, fields, wants_html)
 
 
-def _sign_up(
-    runtime: Runtime, fields: dict[str, Any], client_ip: str, wants_html: bool
-) -> Response:
-    limiter = runtime.signup_limiter
-    if limiter is not None:
-        verdict = limiter.check_ip(client_ip)
-        if not verdict.allowed:
-            SIGNUPS.labels("-", "rate_limited").inc()
-            return _too_many(verdict.retry_after)
+def _sign_up(runtime: Runtime, fields: dict[str, Any], wants_html: bool) -> Response:
     if fields.get(HONEYPOT):
-        SIGNUPS.labels("-", "honeypot").inc()
+        SIGNUPS.inc()  # counted like any accepted signup: a scrape cannot tell the bot apart
         log.info("signup.honeypot")  # a bot filled the hidden field: answer as usual, do nothing
         return _accepted(wants_html)
     try:
@@ -99,9 +122,11 @@ def _sign_up(
             for e in exc.errors()
         ]
         return JSONResponse({"detail": detail}, status_code=422)
+    limiter = runtime.signup_limiter
     if limiter is not None:
         verdict = limiter.check_address(email_hash(signup.email))
         if not verdict.allowed:
+            SIGNUPS_RATE_LIMITED.inc()
             return _too_many(verdict.retry_after)
     with transaction(runtime.sessions) as session:
         result = enroll_contact(
@@ -112,14 +137,7 @@ def _sign_up(
             now=utcnow(),
             queue_lease=runtime.settings.queue_lease,
         )
-    outcome = (
-        "enrolled"
-        if result.enrolled
-        else "confirmation"
-        if result.confirmation_sent
-        else "unchanged"
-    )
-    SIGNUPS.labels(signup.sequence or runtime.settings.default_sequence, outcome).inc()
+    SIGNUPS.inc()
     if result.delivery_to_enqueue is not None:
         enqueue_or_release(runtime, result.delivery_to_enqueue)
     return _accepted(wants_html)
@@ -139,36 +157,51 @@ def _too_many(retry_after: int) -> JSONResponse:
     )
 
 
-async def _read_fields(request: Request, is_form: bool) -> dict[str, Any] | JSONResponse:
-    if not is_form:
-        try:
-            body = json.loads(await request.body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "loc": ["body"],
-                            "msg": "the body is not valid JSON",
-                            "type": "json_invalid",
-                        }
-                    ]
-                },
-                status_code=422,
-            )
-        if not isinstance(body, dict):
-            return JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "loc": ["body"],
-                            "msg": "the body must be a JSON object",
-                            "type": "object_type",
-                        }
-                    ]
-                },
-                status_code=422,
-            )
-        return body
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+def _unparsable(message: str, kind: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"loc": ["body"], "msg": message, "type": kind}]}, status_code=422
+    )
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it (declared or received) is over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _json_fields(body: bytes) -> dict[str, Any] | JSONResponse:
+    try:
+        fields = json.loads(body or b"null")
+    except (ValueError, RecursionError):  # RecursionError: a body of nothing but "[[[[..."
+        return _unparsable("the body is not valid JSON", "json_invalid")
+    if not isinstance(fields, dict):
+        return _unparsable("the body must be a JSON object", "object_type")
+    return fields
+
+
+async def _form_fields(request: Request, body: bytes) -> dict[str, Any] | JSONResponse:
+    """The string fields of a urlencoded or multipart form already read as `body`."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return {"type": "http.disconnect"}
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form()
+    except HTTPException:  # starlette's answer to a multipart body that does not parse
+        return _unparsable("the body is not a valid form", "form_invalid")
+    try:
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    finally:
+        await form.close()

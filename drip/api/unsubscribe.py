@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from drip.api.deps import get_runtime
 from drip.api.pages import page
@@ -56,6 +57,17 @@ async def unsubscribe(
     form = await request.form()
     sequence_id = str(form.get("sequence") or "")
     one_sequence = form.get("scope") == "sequence" and sequence_id in runtime.catalog
+    # The transaction waits for the contact's row lock, which a send batch holds across its
+    # provider calls: in a worker thread, so the event loop (and /healthz) never waits with it.
+    found = await run_in_threadpool(_unsubscribe, runtime, public_id, sequence_id, one_sequence)
+    if not found:
+        return page("bad_link.html", status_code=400)
+    name = runtime.catalog.get(sequence_id).definition.name if one_sequence else None
+    return page("unsubscribed.html", sequence_name=name)
+
+
+def _unsubscribe(runtime: Runtime, public_id: str, sequence_id: str, one_sequence: bool) -> bool:
+    """Stop one sequence or everything for `public_id`, audited; False for an unknown id."""
     now = utcnow()
     with transaction(runtime.sessions) as session:
         if one_sequence:
@@ -75,7 +87,4 @@ async def unsubscribe(
                     "sequence": sequence_id or None,
                 },
             )
-    if not found:
-        return page("bad_link.html", status_code=400)
-    name = runtime.catalog.get(sequence_id).definition.name if one_sequence else None
-    return page("unsubscribed.html", sequence_name=name)
+    return found

@@ -45,7 +45,11 @@ def run(
             f"{settings.transport_name.value}, http://{host}:{port}/"
         )
         try:
-            uvicorn.run(create_app(runtime), host=host, port=port, log_config=None)
+            # proxy_headers=False: the client address is drip's to work out, from
+            # DRIP_TRUSTED_PROXIES (drip.api.client_ip), not uvicorn's from its own default.
+            uvicorn.run(
+                create_app(runtime), host=host, port=port, log_config=None, proxy_headers=False
+            )
         finally:
             stop.set()
             scheduler.join(timeout=10)
@@ -69,6 +73,7 @@ def api(
         port=port,
         workers=workers,
         log_config=None,
+        proxy_headers=False,  # drip.api.client_ip reads X-Forwarded-For from trusted proxies
     )
 
 

@@ -6,6 +6,7 @@ import time
 
 import dramatiq
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from drip.config import Settings
 from drip.db import transaction, utcnow
@@ -34,12 +35,30 @@ def test_with_postgresql_down_the_api_answers_503_with_a_clear_body(
         assert response.headers["Retry-After"] == "5"
         health = client.get("/healthz")
         assert health.status_code == 503
-        assert health.json()["checks"]["database"].startswith("error:")
+        assert health.json()["checks"]["database"] == "down"
         assert health.json()["checks"]["redis"] == "ok"
+        # The reason (host, port, driver text) goes to the log, not to the public answer
+        assert "127.0.0.1" not in health.text
+        assert "connect" not in health.text.lower()
     finally:
         down.close()
     with runtime.sessions() as session:
         assert session.scalars(select(Contact)).all() == []
+
+
+def test_with_redis_down_healthz_says_down_and_logs_the_reason(settings: Settings) -> None:
+    down = build_runtime(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    try:
+        with capture_logs() as logs:
+            health = api_client(down).get("/healthz")
+    finally:
+        down.close()
+    assert health.status_code == 503
+    assert health.json()["checks"]["redis"] == "down"
+    assert "Error" not in health.text
+    assert ":1" not in health.text
+    (logged,) = [e for e in logs if e["event"] == "healthz.redis_down"]
+    assert "127.0.0.1:1" in logged["error"]
 
 
 def _queue_many(runtime: Runtime, count: int) -> list[int]:

@@ -270,10 +270,18 @@ def test_dead_letters_are_listed_and_requeued(ops: Ops) -> None:
     assert (code, "1 message(s) re-queued" in out) == (0, True)
 
 
+#: A metrics token of the accepted length.
+METRICS_TOKEN = "m" * 32
+
+#: An admin token of the accepted length.
+ADMIN_TOKEN = "a-long-admin-token-for-the-tests-0123456789"
+
+
 def test_metrics_and_health_report_the_pipeline(ops: Ops) -> None:
+    ops.runtime.settings = ops.runtime.settings.model_copy(update={"metrics_token": METRICS_TOKEN})
     client = api_client(ops.runtime)
-    metrics = client.get("/metrics").text
-    assert 'drip_signups_total{outcome="enrolled",sequence="quick"}' in metrics
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    assert "drip_signups_total " in metrics
     assert 'drip_deliveries_total{outcome="sent",sequence="quick",step="welcome"}' in metrics
     assert "drip_provider_latency_seconds_bucket" in metrics
     assert 'drip_webhook_events_total{event="open"}' in metrics
@@ -304,17 +312,19 @@ def test_the_admin_page_needs_its_token_and_shows_the_funnel_in_chromium(
     port = free_port()
     rt = build_runtime(
         settings.model_copy(
-            update={"admin_token": "s3cret", "base_url": f"http://127.0.0.1:{port}"}
+            update={"admin_token": ADMIN_TOKEN, "base_url": f"http://127.0.0.1:{port}"}
         )
     )
     try:
         client = api_client(rt)
         assert client.get("/admin").status_code == 401
         assert client.get("/admin", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        page = client.get("/admin", headers={"Authorization": "Bearer s3cret"})
+        assert client.get(f"/admin?token={ADMIN_TOKEN}").status_code == 401  # never from a URL
+        page = client.get("/admin", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert page.status_code == 200
         assert "<svg" in page.text
         assert "Invalid to address" in page.text
+        assert ADMIN_TOKEN not in page.text
         from selenium.webdriver.common.by import By
 
         from tests.conftest import ARTIFACTS
@@ -322,15 +332,26 @@ def test_the_admin_page_needs_its_token_and_shows_the_funnel_in_chromium(
         shots = ARTIFACTS / "admin"
         shots.mkdir(parents=True, exist_ok=True)
         with live_server(rt, port) as base, chromium() as driver:
-            driver.get(base + "/admin?token=s3cret")  # type: ignore[attr-defined]
+            # A person signs in through the form; the cookie it sets carries the session
+            driver.get(base + "/admin")  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)  # type: ignore[attr-defined]
+            driver.find_element(By.CSS_SELECTOR, "form button").click()  # type: ignore[attr-defined]
+            wait_for(lambda: "<svg" in driver.page_source, what="the funnel page")
+            assert driver.current_url == base + "/admin"  # type: ignore[attr-defined]
             assert driver.find_element(By.TAG_NAME, "svg").is_displayed()  # type: ignore[attr-defined]
+            # The page's own stylesheet applies under its Content-Security-Policy
+            main = driver.find_element(By.TAG_NAME, "main")  # type: ignore[attr-defined]
+            assert main.value_of_css_property("max-width") == "960px"
             driver.save_screenshot(str(shots / "funnel.png"))  # type: ignore[attr-defined]
             driver.find_element(By.ID, "email").send_keys("ada@example.com")  # type: ignore[attr-defined]
             driver.find_element(By.CSS_SELECTOR, "form button").click()  # type: ignore[attr-defined]
             wait_for(
                 lambda: "<h1>ada@example.com</h1>" in driver.page_source, what="the timeline page"
             )
+            assert driver.current_url == base + "/admin/contact"  # type: ignore[attr-defined]
             driver.save_screenshot(str(shots / "timeline.png"))  # type: ignore[attr-defined]
+            console = driver.get_log("browser")  # type: ignore[attr-defined]
+            assert not [e for e in console if "Content Security Policy" in e["message"]], console
         assert (shots / "funnel.png").stat().st_size > 10_000
     finally:
         rt.close()
