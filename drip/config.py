@@ -7,13 +7,15 @@ explicit arguments; nothing below those edges imports this module's `Settings()`
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from drip.production import Override, parse_overrides, production_problems
+from drip.secret_file import read_or_create_secret
 
 #: The shortest admin or metrics bearer token accepted.
 MIN_TOKEN_LENGTH = 32
@@ -57,6 +59,10 @@ class Settings(BaseSettings):
     sequences_dir: Path = Path("sequences")
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
+    #: Old signing keys (comma-separated) whose links still verify after a rotation.
+    secret_key_fallbacks: str = ""
+    #: Production rules knowingly broken (comma-separated names, see `drip.production`).
+    production_overrides: str = ""
     #: Keys the address hash (`contacts.email_hash`); unset: derived from the secret key.
     #: Never rotate it: stored hashes would no longer be found (drip/contacts/identity.py).
     hash_key: str | None = None
@@ -124,6 +130,22 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
+    @field_validator("production_overrides")
+    @classmethod
+    def _known_overrides(cls, value: str) -> str:
+        parse_overrides(value)
+        return value
+
+    @property
+    def fallback_keys(self) -> tuple[str, ...]:
+        """The keys of `secret_key_fallbacks`: they verify links, and never sign one."""
+        return tuple(filter(None, (part.strip() for part in self.secret_key_fallbacks.split(","))))
+
+    @property
+    def overrides(self) -> frozenset[Override]:
+        """The production rules `production_overrides` names (validated when settings load)."""
+        return parse_overrides(self.production_overrides)
+
     @property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         """The networks of `trusted_proxies`, parsed (validated when the settings load)."""
@@ -143,8 +165,20 @@ class Settings(BaseSettings):
                 )
                 if not value
             ]
-            if missing:
-                raise ValueError(f"{', '.join(missing)} must be set when DRIP_ENV=production")
+            problems = [f"{', '.join(missing)} must be set when DRIP_ENV=production"] * bool(
+                missing
+            )
+            problems += production_problems(
+                secret_keys=[("DRIP_SECRET_KEY", self.secret_key or "")] * bool(self.secret_key)
+                + [("DRIP_SECRET_KEY_FALLBACKS", key) for key in self.fallback_keys],
+                base_url=self.base_url,
+                outbox=self.transport_name is TransportName.OUTBOX,
+                database_url=self.database_url,
+                sendgrid_webhook_public_key=self.sendgrid_webhook_public_key,
+                overrides=self.overrides,
+            )
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -162,12 +196,7 @@ class Settings(BaseSettings):
         """The signing key: the configured one, else one generated once into `.drip/secret`."""
         if self.secret_key:
             return self.secret_key
-        path = self.state_dir / "secret"
-        if not path.exists():
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        return read_or_create_secret(self.state_dir / "secret")
 
     def resolved_hash_key(self) -> str:
         """The address hash key: `DRIP_HASH_KEY`, else one derived from the signing key."""

@@ -17,7 +17,16 @@ def test_production_requires_a_secret_key_and_a_postal_address() -> None:
     assert "DRIP_SECRET_KEY, DRIP_POSTAL_ADDRESS must be set when DRIP_ENV=production" in str(
         caught.value
     )
-    Settings(env="production", secret_key="s", postal_address="1 Example Street")
+    # With both, and the rest of a production setup (tests/unit/test_production_guard.py)
+    Settings(
+        env="production",
+        secret_key="s" * 32,
+        postal_address="1 Example Street",
+        base_url="https://drip.example.com",
+        database_url="postgresql://drip@db/drip",
+        sendgrid_api_key="SG.x",
+        sendgrid_webhook_public_key="key",
+    )
 
 
 def test_the_transport_follows_the_api_key_unless_named() -> None:
