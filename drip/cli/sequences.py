@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import webbrowser
 from collections.abc import Callable
 from datetime import datetime
@@ -23,14 +24,12 @@ from drip.runtime import build_transport
 from drip.schedule.impact import plan_changes
 from drip.schedule.pauses import pause_sequence, resume_sequence
 from drip.schedule.simulation import simulate as simulate_sends
-from drip.send.message import build_email
-from drip.sequences.catalog import (
-    SAMPLE_UNSUBSCRIBE_URL,
-    LoadedSequence,
-    SequenceCatalog,
-    sample_links,
-)
+from drip.sequences.catalog import LoadedSequence, SequenceCatalog
 from drip.sequences.definition import Step, check_timezone
+from drip.sequences.review import Placed, review_sequence
+from drip.sequences.samples import SAMPLES_FILE, Sample, find_sample, load_samples, read_samples
+from drip.sequences.specimen import compose_specimen, subject_for
+from drip.sequences.trial import compose_test_message
 from drip.unsubscribe.links import Links
 from drip.unsubscribe.tokens import TokenSigner
 
@@ -39,13 +38,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-#: The contact previews and test sends are rendered for unless --contact says otherwise.
-SAMPLE_CONTACT: dict[str, Any] = {
-    "email": "alex@example.com",
-    "first_name": "Alex",
-    "timezone": None,
-    "attributes": {},
-}
+#: The contact `simulate` renders subjects for.
+SAMPLE_CONTACT = TemplateContact(email="alex@example.com", first_name="Alex")
 
 
 def _catalog(files: list[Path] | None = None, *, require_https: bool = False) -> SequenceCatalog:
@@ -81,29 +75,51 @@ def validate(
         help="Also require every link to be https (implied by DRIP_ENV=production).",
     ),
 ) -> None:
-    """Check every file and template; exit 1 with `file:line: field: message` lines.
+    """Check every file and template, then every email for each sample contact with the
+    inbox checks; exit 1 with `file:line: field: message` lines on any problem or error,
+    and print warnings.
 
-    A folder is checked with its own `templates/`; a file with the `templates/` beside it.
+    A folder is checked with its own `templates/` and `samples.yaml`; a file with those
+    beside it.
     """
     settings = load_settings()
+    postal_address = settings.resolved_postal_address()
     require_https = production or settings.is_production
     problems: list[Problem] = []
     checked: list[LoadedSequence] = []
+    findings: list[Placed] = []
     for path in paths or [settings.sequences_dir]:
         folder, files = (path, None) if path.is_dir() else (path.parent, [path])
+        if files is not None and path.name == SAMPLES_FILE:
+            try:
+                read_samples(path)
+            except SequenceError as exc:
+                problems.extend(exc.problems)
+            continue
         try:
-            checked.extend(
-                SequenceCatalog.load(
-                    folder,
-                    postal_address=settings.resolved_postal_address(),
-                    files=files,
-                    require_https=require_https,
-                )
+            catalog = SequenceCatalog.load(
+                folder, postal_address=postal_address, files=files, require_https=require_https
             )
+            samples = load_samples(folder)
         except SequenceError as exc:
             problems.extend(exc.problems)
+            continue
+        for loaded in catalog:
+            checked.append(loaded)
+            findings.extend(
+                review_sequence(loaded, catalog.renderer, samples, postal_address=postal_address)
+            )
     if problems:
         report_sequence_error(SequenceError(problems))
+        raise typer.Exit(1)
+    # Plain lines, never wrapped, as for problems: editors annotate from `file:line:`.
+    for placed in sorted(findings, key=lambda p: (not p.is_error, p.file, p.line or 0)):
+        print(placed, file=sys.stderr)
+    failed = sum(p.is_error for p in findings)
+    if failed:
+        errors.print(
+            f"[red]{failed} error(s) and {len(findings) - failed} warning(s) in the emails[/red]"
+        )
         raise typer.Exit(1)
     for loaded in checked:
         console.print(
@@ -111,6 +127,8 @@ def validate(
             f"{len(loaded.definition.steps)} steps  version {loaded.version}",
             highlight=False,
         )
+    if findings:
+        console.print(f"{len(findings)} warning(s), no error", highlight=False)
 
 
 @app.command()
@@ -118,7 +136,10 @@ def preview(
     sequence_id: str = typer.Argument(..., metavar="ID"),
     step: str | None = typer.Argument(None, help="One step id (default: every step)."),
     contact: str | None = typer.Option(
-        None, help='Contact as JSON, e.g. \'{"first_name": "Ann"}\'.'
+        None, help='Fields over the sample\'s, as JSON, e.g. \'{"first_name": "Ann"}\'.'
+    ),
+    sample: str | None = typer.Option(
+        None, help="Label of a contact in samples.yaml (default: its first)."
     ),
     out: Path = typer.Option(Path("preview"), help="Folder to write into."),
     open_browser: bool = typer.Option(False, "--open", help="Open the first email in a browser."),
@@ -126,9 +147,9 @@ def preview(
 ) -> None:
     """Write each email's HTML and text as a subscriber gets them."""
     settings = load_settings()
-    loaded = _sequence(_catalog(), sequence_id)
-    catalog_renderer = _catalog().renderer
-    person = _contact(contact)
+    catalog = _catalog()
+    loaded = _sequence(catalog, sequence_id)
+    person = _contact(contact, _sample(settings.sequences_dir, sample))
     links = Links(signer=TokenSigner("preview"), base_url=settings.base_url)
     steps = [s for s in loaded.definition.steps if step in (None, s.id)]
     if not steps:
@@ -138,13 +159,9 @@ def preview(
     for step_def in steps:
         number = loaded.definition.steps.index(step_def) + 1
         try:
-            email = catalog_renderer.render(
-                loaded.definition,
-                step_def,
-                person,
-                unsubscribe_url=links.unsubscribe_url("preview"),
-                links=links.for_contact("preview", loaded.definition),
-            )
+            email = compose_specimen(
+                catalog.renderer, loaded.definition, step_def, person, links=links
+            ).rendered
         except RenderError as exc:
             errors.print(str(exc), markup=False)
             raise typer.Exit(1) from exc
@@ -161,8 +178,26 @@ def preview(
         webbrowser.open(written[0].resolve().as_uri())
 
 
-def _contact(raw: str | None) -> TemplateContact:
-    data: dict[str, Any] = dict(SAMPLE_CONTACT)
+def _sample(sequences_dir: Path, label: str | None) -> Sample:
+    """The sample contact labelled `label` in the folder's samples (the first when None)."""
+    try:
+        return find_sample(load_samples(sequences_dir), label)
+    except SequenceError as exc:
+        report_sequence_error(exc)
+        raise typer.Exit(1) from exc
+    except KeyError as exc:
+        errors.print(str(exc.args[0]), markup=False)
+        raise typer.Exit(2) from exc
+
+
+def _contact(raw: str | None, sample: Sample) -> TemplateContact:
+    base = sample.contact
+    data: dict[str, Any] = {
+        "email": base.email,
+        "first_name": base.first_name,
+        "timezone": base.timezone,
+        "attributes": dict(base.attributes),
+    }
     if raw:
         try:
             given = json.loads(raw)
@@ -237,21 +272,7 @@ def simulate(
 
 def _sample_subject(catalog: SequenceCatalog, loaded: LoadedSequence) -> Callable[[Step], str]:
     """The subject each step renders to for the sample contact."""
-    person = _contact(None)
-
-    def subject(step: Step) -> str:
-        try:
-            return catalog.renderer.render(
-                loaded.definition,
-                step,
-                person,
-                unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
-                links=sample_links(loaded.definition),
-            ).subject
-        except RenderError:
-            return step.subject
-
-    return subject
+    return subject_for(catalog.renderer, loaded.definition, SAMPLE_CONTACT)
 
 
 @app.command()
@@ -316,8 +337,8 @@ def send_test(
 ) -> None:
     """Send through the configured transport with a [TEST] subject, touching no subscriber state."""
     settings = load_settings()
-    loaded = _sequence(_catalog(), sequence_id)
-    renderer = _catalog().renderer
+    catalog = _catalog()
+    loaded = _sequence(catalog, sequence_id)
     links = Links(signer=TokenSigner(settings.resolved_secret_key()), base_url=settings.base_url)
     try:
         from drip.contacts.identity import normalize_email
@@ -330,25 +351,8 @@ def send_test(
     try:
         for step_def in (s for s in loaded.definition.steps if step in (None, s.id)):
             person = TemplateContact(email=address, first_name=first_name)
-            unsubscribe_url = links.unsubscribe_url("test-send")
-            rendered = renderer.render(
-                loaded.definition,
-                step_def,
-                person,
-                unsubscribe_url=unsubscribe_url,
-                links=links.for_contact("test-send", loaded.definition),
-            )
-            rendered = type(rendered)(
-                subject=f"[TEST] {rendered.subject}", html=rendered.html, text=rendered.text
-            )
-            email = build_email(
-                rendered,
-                to_email=address,
-                to_name=first_name,
-                sender=loaded.definition.from_,
-                reply_to=loaded.definition.reply_to,
-                unsubscribe_url=unsubscribe_url,
-                custom_args={"sequence": sequence_id, "step": step_def.id, "test": "true"},
+            email = compose_test_message(
+                catalog.renderer, loaded.definition, step_def, person, links=links, to=address
             )
             message_id = transport.send(email)
             console.print(f"sent {step_def.id} to {address}: {message_id}", highlight=False)

@@ -2,11 +2,12 @@
 
 A catalog is built only when every file parses, its step ids are unique, every template
 it names exists and compiles, no template reaches outside the sandbox, its layout uses
-`unsubscribe_url`, its offered file is inside `files/`, and every step renders for sample
-contacts with and without a first name into an email with a working unsubscribe link and
-the postal address in both parts. So a bad edit is refused when the service starts or in
-CI, never at send time. The checks themselves are the renderer's (`drip.render.checks`);
-this module says where in the sequence file each problem is.
+`unsubscribe_url`, its offered file is inside `files/`, and every step renders for each
+sample contact (`samples.yaml`, else one with and one without a first name) into an email
+with a working unsubscribe link and the postal address in both parts. So a bad edit is
+refused when the service starts or in CI, never at send time. The checks themselves are
+the renderer's (`drip.render.checks`); this module says where in the sequence file each
+problem is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from drip.errors import Problem, RenderError, SequenceError, UnknownSequence
 from drip.render.checks import footer_problems, insecure_links, parse_template, uses_unsubscribe_url
-from drip.render.renderer import Renderer, TemplateContact, text_template_names
+from drip.render.renderer import Renderer, text_template_names
 from drip.sequences.definition import CONFIRM_STEP, Sequence, Step
 from drip.sequences.files import OfferFileError, resolve_offer_file
 from drip.sequences.loader import (
@@ -27,12 +28,10 @@ from drip.sequences.loader import (
     parse_sequence_file,
     sequence_files,
 )
+from drip.sequences.samples import BUILTIN_SAMPLES, Sample, load_samples
 
-#: The contacts every step is rendered for at validation time.
-SAMPLE_CONTACTS = (
-    TemplateContact(email="sample@example.com", first_name="Alex", timezone="UTC"),
-    TemplateContact(email="sample@example.com", first_name=None, timezone=None),
-)
+#: The contacts every step is rendered for when the folder has no samples.yaml.
+SAMPLE_CONTACTS = tuple(sample.contact for sample in BUILTIN_SAMPLES)
 
 #: Stands in for a real unsubscribe link when rendering samples.
 SAMPLE_UNSUBSCRIBE_URL = "https://example.com/unsubscribe/sample-token"
@@ -71,6 +70,11 @@ class SequenceCatalog:
                 [Problem(str(sequences_dir), None, "folder", "the sequences folder does not exist")]
             )
         problems: list[Problem] = []
+        try:
+            samples = load_samples(sequences_dir)
+        except SequenceError as exc:
+            problems.extend(exc.problems)
+            samples = BUILTIN_SAMPLES
         loaded: dict[str, LoadedSequence] = {}
         for path in paths:
             try:
@@ -78,7 +82,7 @@ class SequenceCatalog:
             except SequenceError as exc:
                 problems.extend(exc.problems)
                 continue
-            found = check_templates(parsed, renderer, require_https=require_https)
+            found = check_templates(parsed, renderer, require_https=require_https, samples=samples)
             sequence = parsed.sequence
             if sequence.id in loaded:
                 found.append(
@@ -120,9 +124,14 @@ class SequenceCatalog:
 
 
 def check_templates(
-    parsed: ParsedFile, renderer: Renderer, *, require_https: bool = False
+    parsed: ParsedFile,
+    renderer: Renderer,
+    *,
+    require_https: bool = False,
+    samples: tuple[Sample, ...] = BUILTIN_SAMPLES,
 ) -> list[Problem]:
-    """Every problem with the templates a parsed file names, its layout and its sample renders."""
+    """Every problem with the templates a parsed file names, its layout and its renders for
+    each of `samples`."""
     sequence, name = parsed.sequence, str(parsed.path)
     env, root = renderer.environment, renderer.templates_dir
     problems: list[Problem] = []
@@ -173,23 +182,22 @@ def check_templates(
     ]
     steps.append((confirmation, ("confirmation",)))
     for step, where in steps:
-        for contact in SAMPLE_CONTACTS:
+        for sample in samples:
             try:
                 email = renderer.render(
                     sequence,
                     step,
-                    contact,
+                    sample.contact,
                     unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
                     links=sample_links(sequence, step),
                 )
             except RenderError as exc:
-                who = "with" if contact.first_name else "without"
                 problems.append(
                     Problem(
                         name,
                         parsed.line_of(*where),
                         _dotted(where),
-                        f"does not render for a contact {who} a first name: {exc}",
+                        f"does not render for the sample contact {sample.label!r}: {exc}",
                     )
                 )
                 break

@@ -23,6 +23,9 @@ from drip.sequences.definition import Sequence
 #: Sequence files are the YAML files at the top of the sequences folder.
 SEQUENCE_SUFFIXES = (".yaml", ".yml")
 
+#: YAML files at the top of the folder that are not sequences (`drip.sequences.samples`).
+NOT_SEQUENCES = frozenset({"samples.yaml"})
+
 #: Templates live here, below the sequences folder.
 TEMPLATES_SUBDIR = "templates"
 
@@ -66,7 +69,13 @@ def sequence_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.suffix in SEQUENCE_SUFFIXES))
+            found.extend(
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.suffix in SEQUENCE_SUFFIXES and p.name not in NOT_SEQUENCES
+                )
+            )
         else:
             found.append(path)
     return found
