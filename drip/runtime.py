@@ -17,6 +17,7 @@ from drip.db import create_db_engine, session_factory
 from drip.deliveries.enqueue import enqueue_after_commit
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
 from drip.events.actor import EVENTS_QUEUE, declare_events_actor
+from drip.events.contact_actor import declare_contact_events_actor
 from drip.events.verify import SignatureVerifier
 from drip.send import actor as send_actor
 from drip.send.sender import DeliverySender, SendPolicy
@@ -151,6 +152,13 @@ def build_runtime(
         else None,
     )
     declare_events_actor(broker, sessions)
+    declare_contact_events_actor(
+        broker,
+        sessions=sessions,
+        catalog=catalog,
+        queue_lease=settings.queue_lease,
+        enqueue_committed=runtime.enqueue_after_commit,
+    )
     runtime.signup_limiter = SignupLimiter(
         settings.redis_url or embedded_redis_url(settings.state_dir),
         namespace=settings.redis_namespace,

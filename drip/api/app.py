@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from drip.api import admin, confirm, downloads, health, signups, unsubscribe, webhooks
+from drip.api import admin, confirm, downloads, health, signups, unsubscribe, v1, webhooks
 from drip.api.headers import SecurityHeaders
 from drip.errors import UnknownSequence
 from drip.runtime import Runtime
@@ -39,6 +39,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(confirm.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(v1.router)
 
     @app.exception_handler(UnknownSequence)
     async def _unknown_sequence(_: Request, exc: UnknownSequence) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from drip.cli import contacts, database, operate, processes, sequences
+from drip.cli import contacts, database, keys, operate, processes, sequences
 
 app = typer.Typer(
     name="drip",
@@ -20,6 +20,7 @@ app.command()(contacts.enroll)
 app.add_typer(database.app, name="db")
 app.add_typer(sequences.app, name="sequences")
 app.add_typer(contacts.app, name="contacts")
+app.add_typer(keys.app, name="keys")
 app.add_typer(operate.deliveries_app, name="deliveries")
 app.command()(operate.resend)
 app.command()(operate.retry)

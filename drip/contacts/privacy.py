@@ -11,10 +11,13 @@ again unless its owner signs up and confirms. What it erases, `export_contact` r
 - the error text of its deliveries (a provider's refusal may quote the address);
 - the payloads of its provider events, found by delivery or by address (an event without
   a delivery names the address, the client's IP and user agent): only `FUNNEL_FIELDS` stay;
-- the address, and the old public id, wherever the audit trail names the contact.
+- the address, and the old public id, wherever the audit trail names the contact;
+- the properties of the events other apps posted about it (`contact_events`, found by
+  contact or by address hash): only the event's name and times stay.
 
 Events that arrive later for a forgotten contact, or for no known contact, are stored
-already redacted (`redactions`, called by `drip.events.store`).
+already redacted (`redactions`, called by `drip.events.store`; `REDACTED_PROPERTIES`, by
+`drip.events.contact_store`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from drip.contacts.lifecycle import lock_contact, stop_contact
 from drip.models import (
     AuditEntry,
     Contact,
+    ContactEvent,
     ContactStatus,
     Delivery,
     Download,
@@ -56,6 +60,8 @@ FUNNEL_FIELDS = frozenset(
         "step",
     }
 )
+#: What an event from another app keeps of its properties once its contact is forgotten.
+REDACTED_PROPERTIES = {"redacted": True}
 #: The status reason of a forgotten contact.
 FORGOTTEN_REASON = "forgotten on request"
 #: What replaces a forgotten contact's delivery error texts.
@@ -128,6 +134,7 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
             )
         ],
         "provider_events": [_row(e) for e in _events_of(session, contact)],
+        "contact_events": [_row(e) for e in _contact_events_of(session, contact)],
         "downloads": [
             _row(d)
             for d in session.scalars(
@@ -151,6 +158,9 @@ def forget_contact(session: Session, contact: Contact, *, now: datetime) -> None
     for event in _events_of(session, contact):
         if not event.payload.get("redacted"):
             event.payload = redact_payload(event.payload)
+    for contact_event in _contact_events_of(session, contact):
+        if contact_event.properties != REDACTED_PROPERTIES:
+            contact_event.properties = dict(REDACTED_PROPERTIES)
     for entry in _audit_of(session, contact):
         entry.target = contact.email_hash
         if contact.email:
@@ -186,6 +196,20 @@ def _events_of(session: Session, contact: Contact) -> Sequence[ProviderEvent]:
         address = func.lower(func.trim(ProviderEvent.payload["email"].as_string()))
         mine.append(address == contact.email)
     return session.scalars(select(ProviderEvent).where(or_(*mine)).order_by(ProviderEvent.id)).all()
+
+
+def _contact_events_of(session: Session, contact: Contact) -> Sequence[ContactEvent]:
+    """The events other apps posted about the contact: attached, or kept for its address."""
+    return session.scalars(
+        select(ContactEvent)
+        .where(
+            or_(
+                ContactEvent.contact_id == contact.id,
+                ContactEvent.email_hash == contact.email_hash,
+            )
+        )
+        .order_by(ContactEvent.id)
+    ).all()
 
 
 def _audit_of(session: Session, contact: Contact) -> Sequence[AuditEntry]:

@@ -1,7 +1,9 @@
 """The tables: contacts, enrollments, deliveries (the schedule) and provider events."""
 
+from drip.models.api_key import ApiKey, ApiRequest
 from drip.models.base import Base
 from drip.models.contact import Contact, ContactStatus
+from drip.models.contact_event import ContactEvent
 from drip.models.delivery import PENDING, Delivery, DeliveryStatus
 from drip.models.enrollment import Enrollment, EnrollmentStatus
 from drip.models.event import ProviderEvent
@@ -10,9 +12,12 @@ from drip.models.operations import AuditEntry, Download, SequenceState
 
 __all__ = [
     "PENDING",
+    "ApiKey",
+    "ApiRequest",
     "AuditEntry",
     "Base",
     "Contact",
+    "ContactEvent",
     "ContactStatus",
     "Delivery",
     "DeliveryStatus",

@@ -11,6 +11,9 @@ Who gets what:
   silently, only through a confirmation email;
 - an address that bounced or reported spam: nothing, ever;
 - an address already in the sequence: nothing (no second enrollment, no duplicate).
+
+Events other apps posted for the address before drip knew it are attached to the contact
+here (`drip.events.contact_store.attach_events`); the scheduler's recovery applies them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from drip.contacts.identity import email_hash
 from drip.db import upsert_for
 from drip.deliveries.leases import lease
 from drip.deliveries.planning import queue_off_schedule, schedule_next
+from drip.events.contact_store import attach_events
 from drip.models import Contact, Enrollment, EnrollmentStatus
 from drip.models.contact import new_public_id
 from drip.sequences.catalog import SequenceCatalog
@@ -58,6 +62,8 @@ def enroll_contact(
     """Upsert the contact, enroll it once in the sequence and plan its first email."""
     sequence = catalog.get(request.sequence or default_sequence).definition
     contact = _upsert_contact(session, request, now)
+    if contact.created_at == now:  # new: attach what other apps posted before it was known
+        attach_events(session, contact)
     if contact.is_hard_suppressed:
         return SignupResult()
     # One round trip: insert, or touch the existing row (which also locks it) and return it.

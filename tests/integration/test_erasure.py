@@ -44,6 +44,7 @@ PERSONAL = {
     "audit_entries.target": "an operator action names the contact by address or public id",
     "audit_entries.reason": "typed by an operator: may quote the address",
     "audit_entries.details": "free-form details of an operator action",
+    "contact_events.properties": "whatever another app reported with the event",
 }
 #: Text and JSON columns that name no subscriber, and why.
 NOT_PERSONAL = {
@@ -66,6 +67,16 @@ NOT_PERSONAL = {
     "audit_entries.operator": "an operator's name, not a subscriber's",
     "hash_key_checks.name": "the name of a check",
     "hash_key_checks.fingerprint": "an HMAC of a fixed label: names no one",
+    "api_keys.prefix": "the public part of an API key",
+    "api_keys.key_hash": "a SHA-256 of an API key",
+    "api_keys.name": "what an operator named a key",
+    "api_keys.scopes": "an enumeration",
+    "api_requests.kind": "the kind of request",
+    "api_requests.client_id": "the client's opaque id of a write (README: never an address)",
+    "api_requests.answer": "the answer: the client's id, a sequence id and a state",
+    "contact_events.client_id": "the client's opaque id of an event (README: never an address)",
+    "contact_events.email_hash": "keyed HMAC (drip.contacts.identity), as contacts.email_hash",
+    "contact_events.name": "the event's name, such as purchased",
 }
 
 ADDRESS = "xiaolin.erase@example.com"
