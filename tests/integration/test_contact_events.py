@@ -222,6 +222,7 @@ def test_events_of_a_forgotten_contact_are_erased_and_later_ones_stored_redacted
         ({"id": ""}, "id"),
         ({"id": "x" * 201}, "id"),
         ({"id": "a\u0000b"}, "id"),
+        ({"id": "line\nbreak"}, "id"),
         ({"email": "not-an-address"}, "email"),
         ({"name": "Purchased"}, "name"),
         ({"name": "a" * 65}, "name"),

@@ -37,7 +37,9 @@ router = APIRouter(tags=["v1"])
 #: The kind of request in `api_requests`.
 KIND = "contacts.patch"
 #: The address in the path.
-EMAIL = Path(max_length=320, description="The contact's address")
+EMAIL = Path(
+    max_length=320, description="The contact's address", json_schema_extra={"format": "email"}
+)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No contact has this address, or it was forgotten"}
 }

@@ -41,6 +41,9 @@ CLIENT_ID = Field(
     description="The client's unique id of this write: a repeat with the same id does nothing",
 )
 
+#: An address, checked as signups check it (`drip.contacts.identity.normalize_email`).
+EMAIL = Field(max_length=320, json_schema_extra={"format": "email"})
+
 
 def check_client_id(value: str) -> str:
     """A client id of printable characters only."""
@@ -73,7 +76,7 @@ class EventBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id: str = CLIENT_ID
-    email: str = Field(max_length=320)
+    email: str = EMAIL
     name: str = Field(pattern=EVENT_NAME_PATTERN, description="For example `purchased`")
     properties: dict[str, Any] = Field(
         default_factory=dict, description=f"Any JSON object, at most {MAX_PROPERTIES_BYTES} bytes"
@@ -123,6 +126,7 @@ class EnrollmentBody(SignupRequest):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id: str = CLIENT_ID
+    email: str = EMAIL
     sequence: str = Field(pattern=ID_PATTERN)
     attributes: dict[str, Any] = Field(
         default_factory=dict,
