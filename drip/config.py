@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     send_rate: float = Field(default=0.0, ge=0)
     #: Emails of one batch in flight at once, per worker process.
     send_concurrency: int = Field(default=8, gt=0, le=64)
+    #: Emails one contact may get in any 24 hours, all sequences together; a step past it
+    #: is postponed, never dropped. 0: no cap.
+    max_emails_per_day: int = Field(default=0, ge=0)
     send_max_attempts: int = Field(default=8, gt=0)
     send_min_backoff: float = Field(default=1.0, gt=0)
     send_max_backoff: float = Field(default=300.0, gt=0)

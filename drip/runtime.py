@@ -126,6 +126,7 @@ def build_runtime(
             max_backoff=settings.send_max_backoff,
             queue_lease=settings.queue_lease,
             ambiguous_wait=settings.ambiguous_wait,
+            daily_cap=settings.max_emails_per_day,
         ),
         throttle=SendThrottle(
             settings.redis_url or embedded_redis_url(settings.state_dir),

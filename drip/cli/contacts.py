@@ -12,8 +12,8 @@ from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
 from drip.cli.output import JSON, print_json, short_time, table
 from drip.contacts.identity import normalize_email
-from drip.contacts.privacy import export_contact, find_contact, forget_contact
 from drip.contacts.lifecycle import stop_contact
+from drip.contacts.privacy import export_contact, find_contact, forget_contact
 from drip.db import transaction, utcnow
 from drip.errors import UnknownSequence
 from drip.models import Contact, ContactStatus

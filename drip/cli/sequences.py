@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from drip.audit import current_operator
 from drip.cli.common import console, errors, load_settings, opened_runtime, report_sequence_error
@@ -24,6 +25,7 @@ from drip.runtime import build_transport
 from drip.schedule.impact import plan_changes
 from drip.schedule.pauses import pause_sequence, resume_sequence
 from drip.schedule.simulation import simulate as simulate_sends
+from drip.schedule.simulation import subscriber_from_options
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
 from drip.sequences.definition import Step, check_timezone
 from drip.sequences.review import Placed, review_sequence
@@ -226,8 +228,19 @@ def simulate(
         None, help="Subscriber's IANA zone (default: the sequence's)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    event: list[str] = typer.Option(
+        [], "--event", help="NAME@OFFSET: an event after the signup, e.g. purchased@5d."
+    ),
+    attribute: list[str] = typer.Option(
+        [], "--attribute", help="KEY=VALUE: a contact attribute conditions read (JSON value)."
+    ),
+    downloaded: str | None = typer.Option(
+        None, "--downloaded", help="OFFSET: when the subscriber fetches the file, e.g. 1h."
+    ),
 ) -> None:
-    """Every step's send time in UTC and the subscriber's local time, windows and DST applied."""
+    """Every step's send time in UTC and the subscriber's local time, windows and DST
+    applied; with events, a download and attributes, which steps are skipped and where a
+    goal ends the run."""
     loaded = _sequence(_catalog(), sequence_id)
     try:
         zone = ZoneInfo(check_timezone(timezone or loaded.definition.timezone))
@@ -236,8 +249,17 @@ def simulate(
         raise typer.Exit(2) from exc
     start = signup_at or utcnow()
     start = start if start.tzinfo else start.replace(tzinfo=zone)
+    try:
+        subscriber = subscriber_from_options(start, event, attribute, downloaded)
+    except ValueError as exc:
+        errors.print(str(exc))
+        raise typer.Exit(2) from exc
     sends = simulate_sends(
-        loaded.definition, signup_at=start, zone=zone, subject=_sample_subject(_catalog(), loaded)
+        loaded.definition,
+        signup_at=start,
+        zone=zone,
+        subject=_sample_subject(_catalog(), loaded),
+        subscriber=subscriber,
     )
     if as_json:
         print(
@@ -255,7 +277,7 @@ def simulate(
     table = Table(
         title=f"{sequence_id}: signup {start.astimezone(zone):%a %Y-%m-%d %H:%M %Z} ({zone})"
     )
-    for column in ("#", "step", "delay", "window", "UTC", "local", "subject"):
+    for column in ("#", "step", "delay", "window", "UTC", "local", "subject", "outcome"):
         table.add_column(column)
     for s in sends:
         table.add_row(
@@ -266,6 +288,7 @@ def simulate(
             f"{s.due_utc:%Y-%m-%d %H:%M}",
             f"{s.due_local:%a %Y-%m-%d %H:%M %Z}",
             s.subject,
+            Text(s.outcome + (f": {s.note}" if s.note else "")),
         )
     console.print(table)
 

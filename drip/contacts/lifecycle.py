@@ -39,11 +39,17 @@ def stop_contact(
 
 
 def end_enrollments(
-    session: Session, contact_id: int, *, reason: str, now: datetime, sequence_id: str | None = None
+    session: Session,
+    contact_id: int,
+    *,
+    reason: str,
+    now: datetime,
+    sequence_id: str | None = None,
+    status: EnrollmentStatus = EnrollmentStatus.CANCELLED,
 ) -> int:
     """Cancel the contact's pending deliveries and end its open enrollments (of one
-    sequence, or all); return how many deliveries were cancelled. The caller holds the
-    contact row lock."""
+    sequence, or all) with `status` (cancelled, or converted by a goal); return how many
+    deliveries were cancelled. The caller holds the contact row lock."""
     cancelled = cancel_pending(session, contact_id, reason=reason, now=now, sequence_id=sequence_id)
     enrollments = [
         Enrollment.contact_id == contact_id,
@@ -51,9 +57,5 @@ def end_enrollments(
     ]
     if sequence_id is not None:
         enrollments.append(Enrollment.sequence_id == sequence_id)
-    session.execute(
-        update(Enrollment)
-        .where(*enrollments)
-        .values(status=EnrollmentStatus.CANCELLED, ended_at=now)
-    )
+    session.execute(update(Enrollment).where(*enrollments).values(status=status, ended_at=now))
     return cancelled

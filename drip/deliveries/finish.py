@@ -76,6 +76,7 @@ _ARRAY_TYPES: dict[str, TypeEngine[Any]] = {
     "sent_at": DateTime(timezone=True),
     "provider_message_id": String(),
     "sequence_version": String(),
+    "due_at": DateTime(timezone=True),
 }
 
 

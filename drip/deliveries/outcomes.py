@@ -52,8 +52,9 @@ def follow_up(ended: Ended) -> FollowUp | None:
 
     Only a row on the planned line moves the line (never a resend or a confirmation).
     A send moves it while the enrollment is active and the contact subscribed; a step
-    skipped as too late moves it too, and a row whose step left the file plans the next
-    step from the last send.
+    skipped as too late moves it too (its delay counting from the skip), one whose `when:`
+    was false moves it with the delay counting from the last email sent, and a row whose
+    step left the file plans the next step from the last send.
     """
     delivery, enrollment, contact, sequence = (
         ended.delivery,
@@ -71,6 +72,9 @@ def follow_up(ended: Ended) -> FollowUp | None:
         return FollowUp(enrollment, contact, sequence, delivery.step_id, ended.at)
     if ended.move is Move.TOO_LATE:
         return FollowUp(enrollment, contact, sequence, delivery.step_id, ended.at)
+    if ended.move is Move.CONDITION_FALSE:
+        # Passed over, not sent: the next delay still counts from the last email sent.
+        return FollowUp(enrollment, contact, sequence, delivery.step_id)
     if ended.move is Move.STEP_REMOVED:
         return FollowUp(enrollment, contact, sequence)
     return None

@@ -76,6 +76,7 @@ def schedule_next(
         contact_id=contact.id,
         sequence_id=sequence.id,
         step_id=step.id,
+        run=enrollment.run,
         # A step cancelled earlier (the subscriber left, then came back) keeps its old row.
         resend_number=0
         if fresh
@@ -114,6 +115,7 @@ def insert_deliveries(session: Session, deliveries: list[Delivery]) -> list[Deli
                 "sequence_id": [d.sequence_id for d in deliveries],
                 "step_id": [d.step_id for d in deliveries],
                 "resend_number": [d.resend_number for d in deliveries],
+                "run": [d.run for d in deliveries],
                 "status": [d.status.value for d in deliveries],
                 "due_at": [d.due_at for d in deliveries],
                 "lease_until": [d.lease_until for d in deliveries],
@@ -161,6 +163,7 @@ _PLANNED_COLUMNS: dict[str, TypeEngine[Any]] = {
     "sequence_id": String(),
     "step_id": String(),
     "resend_number": Integer(),
+    "run": Integer(),
     "status": String(),
     "due_at": DateTime(timezone=True),
     "lease_until": DateTime(timezone=True),
@@ -286,6 +289,7 @@ def queue_off_schedule(
         contact_id=enrollment.contact_id,
         sequence_id=enrollment.sequence_id,
         step_id=step_id,
+        run=enrollment.run,
         resend=resend,
         resend_number=next_resend_number(session, enrollment.id, step_id),
         status=transition(Move.PLAN_NOW).target,

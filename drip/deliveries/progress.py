@@ -2,7 +2,9 @@
 
 A step counts as received when a row of it was sent (planned or resent), or skipped as
 too late: either way the subscriber's line has moved past it, and the planner continues
-after it. The last send is the latest of any email, so a delay counts from it. The
+after it. The last send is the latest of any email, so a delay counts from it. Only the
+rows of the enrolment's current run count (`Enrollment.run`: a run started again by
+`reentry:` begins afresh); row numbers count across runs. The
 worker's planner, `drip sequences plan` and `drip stats` all read progress through here.
 """
 
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drip.deliveries.transitions import PENDING
-from drip.models import Delivery, DeliveryStatus
+from drip.models import Delivery, DeliveryStatus, Enrollment
 from drip.sequences.definition import CONFIRM_STEP
 
 #: The statuses that move a subscriber past a step.
@@ -47,9 +49,12 @@ class Progress:
         sent_at: datetime | None,
         number: int,
         resend: bool,
+        current: bool = True,
     ) -> None:
-        """Count one row of the enrollment."""
+        """Count one row of the enrollment (`current`: of its current run)."""
         self.highest[step_id] = max(self.highest.get(step_id, -1), number)
+        if not current:
+            return
         if status in RECEIVED:
             self.passed.add(step_id)
         if status is DeliveryStatus.SENT and sent_at is not None:
@@ -69,11 +74,19 @@ def read_progress_many(session: Session, enrollment_ids: Iterable[int]) -> dict[
             Delivery.sent_at,
             Delivery.resend_number,
             Delivery.resend,
-        ).where(Delivery.enrollment_id.in_(list(found)))
+            Delivery.run == Enrollment.run,
+        )
+        .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+        .where(Delivery.enrollment_id.in_(list(found)))
     ).all()
-    for enrollment_id, step_id, status, sent_at, number, resend in rows:
+    for enrollment_id, step_id, status, sent_at, number, resend, current in rows:
         found[enrollment_id].add(
-            step_id=step_id, status=status, sent_at=sent_at, number=number, resend=resend
+            step_id=step_id,
+            status=status,
+            sent_at=sent_at,
+            number=number,
+            resend=resend,
+            current=bool(current),
         )
     return found
 

@@ -35,6 +35,8 @@ class Move(StrEnum):
     STOPPED = "stopped"
     STEP_REMOVED = "step_removed"
     TOO_LATE = "too_late"
+    CONDITION_FALSE = "condition_false"
+    POSTPONED = "postponed"
     PAUSED = "paused"
     RETRY_LATER = "retry_later"
     AWAIT_EVENT = "await_event"
@@ -74,7 +76,13 @@ TRANSITIONS: tuple[Transition, ...] = (
         Move.STEP_REMOVED, (S.SENDING,), S.CANCELLED, "worker", "its step left the file: next"
     ),
     Transition(Move.TOO_LATE, (S.SENDING,), S.SKIPPED, "worker", "later than max_lateness"),
+    Transition(
+        Move.CONDITION_FALSE, (S.SENDING,), S.SKIPPED, "worker", "its when: was false: next"
+    ),
     Transition(Move.PAUSED, (S.SENDING,), S.SCHEDULED, "worker", "its sequence was paused"),
+    Transition(
+        Move.POSTPONED, (S.SENDING,), S.SCHEDULED, "worker", "the daily cap: a later time"
+    ),
     Transition(Move.RETRY_LATER, (S.SENDING,), S.QUEUED, "worker", "a transient failure"),
     Transition(Move.AWAIT_EVENT, (S.SENDING,), S.SENDING, "worker", "the answer was lost"),
     Transition(
@@ -106,7 +114,9 @@ FINISHING = frozenset(
         Move.STOPPED,
         Move.STEP_REMOVED,
         Move.TOO_LATE,
+        Move.CONDITION_FALSE,
         Move.PAUSED,
+        Move.POSTPONED,
         Move.REVIEW_AMBIGUOUS,
     }
 )

@@ -21,6 +21,7 @@ from drip.db import utcnow
 from drip.deliveries.enqueue import Enqueue, enqueue_after_commit
 from drip.deliveries.moves import claim_due
 from drip.dispatch.recovery import Recovery, RecoveryJob, renew_lost_messages
+from drip.events.contact_recovery import apply_stale_contact_events
 from drip.events.recovery import apply_stale_events
 from drip.send.recovery import settle_sending
 from drip.sequences.catalog import SequenceCatalog
@@ -34,12 +35,13 @@ RECOVERY_INTERVAL = 5.0
 #: At most this many batches are claimed in one tick, so recovery runs between bursts.
 MAX_BATCHES_PER_TICK = 50
 
-#: The recovery jobs, in the order they run: lost messages, lost answers, lost events,
-#: stale confirmations.
+#: The recovery jobs, in the order they run: lost messages, lost answers, lost provider
+#: events, lost events of other apps, stale confirmations.
 RECOVERY_JOBS: tuple[RecoveryJob, ...] = (
     ("renew_lost_messages", renew_lost_messages),
     ("settle_sending", settle_sending),
     ("apply_stale_events", apply_stale_events),
+    ("apply_stale_contact_events", apply_stale_contact_events),
     ("expire_stale_confirmations", expire_stale_confirmations),
 )
 
@@ -56,6 +58,8 @@ class TickReport:
     resent: int = 0
     marked_for_review: int = 0
     events_applied: int = 0
+    contact_events_applied: int = 0
+    contact_events_failed: int = 0
     confirmations_expired: int = 0
     enqueue_failures: int = 0
     errors: list[str] = field(default_factory=list)

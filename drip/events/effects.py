@@ -16,9 +16,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from drip.contacts.identity import email_hash
 from drip.contacts.lifecycle import lock_contact, stop_contact
 from drip.models import Contact, ContactStatus, Delivery, ProviderEvent
-from drip.contacts.identity import email_hash
 
 log = structlog.get_logger(__name__)
 

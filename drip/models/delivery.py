@@ -68,10 +68,11 @@ class Delivery(Base):
             sqlite_where=text("status IN ('queued', 'sending')"),
         ),
         Index("ix_deliveries_contact_status", "contact_id", "status"),
-        # A planning bug becomes a refused insert instead of a second email (migration 0005).
+        # A planning bug becomes a refused insert instead of a second email (0005, per run 0008).
         Index(
             "ux_deliveries_pending_planned",
             "enrollment_id",
+            "run",
             "step_id",
             unique=True,
             postgresql_where=text(PENDING_PLANNED),
@@ -80,6 +81,7 @@ class Delivery(Base):
         Index(
             "ux_deliveries_sent_planned",
             "enrollment_id",
+            "run",
             "step_id",
             unique=True,
             postgresql_where=text(SENT_PLANNED),
@@ -93,6 +95,8 @@ class Delivery(Base):
     sequence_id: Mapped[str] = mapped_column(String(100))
     step_id: Mapped[str] = mapped_column(String(100))
     resend_number: Mapped[int] = mapped_column(Integer, default=0)
+    #: The run of its enrolment the row belongs to (`Enrollment.run`).
+    run: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: Sent again on an operator's or subscriber's request: it never plans a next step.
     resend: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[DeliveryStatus] = mapped_column(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import utcnow
@@ -17,6 +17,7 @@ class EnrollmentStatus(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    CONVERTED = "converted"  # a goal event (`exit:`) ended the run
 
 
 class Enrollment(Base):
@@ -49,3 +50,5 @@ class Enrollment(Base):
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: How many times the enrolment started again (`reentry:`); 0 for the first run.
+    run: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -9,7 +9,16 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
-from drip.models import PENDING, Contact, ContactStatus, Delivery, DeliveryStatus, ProviderEvent
+from drip.models import (
+    PENDING,
+    Contact,
+    ContactStatus,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    ProviderEvent,
+)
 from drip.sequences.catalog import SequenceCatalog
 
 #: Provider events counted per step, once per delivery.
@@ -28,6 +37,7 @@ COLUMNS = (
     "clicked",
     "bounced",
     "unsubscribed",
+    "converted",
     "failed",
 )
 
@@ -139,6 +149,22 @@ def funnel(
         .group_by(Delivery.sequence_id, Delivery.step_id)
     ):
         row(seq, step).counts["unsubscribed"] += count
+    # A conversion too: against the last email of the run its goal ended.
+    for seq, step, count in session.execute(
+        select(Delivery.sequence_id, Delivery.step_id, func.count())
+        .join(
+            Enrollment,
+            and_(Enrollment.id == Delivery.enrollment_id, Enrollment.run == Delivery.run),
+        )
+        .where(
+            *scope,
+            Delivery.status == DeliveryStatus.SENT,
+            last_sent,
+            Enrollment.status == EnrollmentStatus.CONVERTED,
+        )
+        .group_by(Delivery.sequence_id, Delivery.step_id)
+    ):
+        row(seq, step).counts["converted"] += count
     return sorted(table.values(), key=lambda f: _order(catalog, f))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from drip.deliveries.progress import Progress, on_the_line
@@ -133,7 +133,10 @@ def _impact(
             Delivery.resend,
         )
         .join(Contact, Contact.id == Enrollment.contact_id)
-        .outerjoin(Delivery, Delivery.enrollment_id == Enrollment.id)
+        .outerjoin(
+            Delivery,
+            and_(Delivery.enrollment_id == Enrollment.id, Delivery.run == Enrollment.run),
+        )
         .where(Enrollment.sequence_id == sequence_id, Enrollment.status == EnrollmentStatus.ACTIVE)
         .order_by(Enrollment.id)
     ).all()

@@ -17,9 +17,11 @@ from enum import StrEnum
 from drip.deliveries.transitions import Move
 from drip.errors import PermanentSendError, SendError, Throttled, TransientSendError
 from drip.models import Contact, Delivery, Enrollment, EnrollmentStatus
+from drip.schedule.planner import fit_window, subscriber_zone
 from drip.send.backoff import compute_backoff
 from drip.send.transmit import Answer
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
+from drip.sequences.conditions import ConditionError, ContactView, Situation, evaluate
 from drip.sequences.definition import CONFIRM_STEP, Step
 from drip.sequences.delays import format_delay
 
@@ -35,16 +37,34 @@ class Outcome(StrEnum):
     FAILED = "failed"
     RETRY = "retry"
     AMBIGUOUS = "ambiguous"
+    POSTPONED = "postponed"
 
 
 @dataclass(frozen=True)
 class Facts:
     """What the send-time checks read about a delivery's enrollment, read under the
-    contact's share lock."""
+    contact's share lock: the contact, the enrollment, whether the sequence is paused,
+    the contact's events (name, when), the sequences whose file it downloaded, and when
+    its emails of the last day went (for the daily cap)."""
 
     contact: Contact
     enrollment: Enrollment
     paused: bool
+    events: tuple[tuple[str, datetime], ...] = ()
+    downloads: frozenset[str] = frozenset()
+    recent_sends: tuple[datetime, ...] = ()
+
+    def goal_reached(self, goals: frozenset[str]) -> str | None:
+        """The first goal event of the current run, if any."""
+        began = self.enrollment.enrolled_at
+        return next(
+            (
+                name
+                for name, at in sorted(self.events, key=lambda e: e[1])
+                if name in goals and at >= began
+            ),
+            None,
+        )
 
 
 @dataclass(frozen=True)
@@ -92,16 +112,31 @@ class RetryPolicy:
     max_backoff: float
 
 
+#: The window the daily cap counts sends in.
+DAY = timedelta(days=1)
+
+
 def decide(
-    delivery: Delivery, facts: Facts | None, catalog: SequenceCatalog, now: datetime
+    delivery: Delivery,
+    facts: Facts | None,
+    catalog: SequenceCatalog,
+    now: datetime,
+    *,
+    daily_cap: int = 0,
 ) -> Deliver | End:
-    """The send-time checks for one claimed delivery."""
+    """The send-time checks for one claimed delivery, in order: the contact and enrollment
+    may still be mailed, no goal was reached, the sequence is not paused, the step is still
+    in the file and not too late, its `when:` holds, and the contact's daily cap allows it."""
     if facts is None:
         return _cancel("send.cancelled", "the enrollment no longer exists")
     confirming = delivery.step_id == CONFIRM_STEP
     stop = stop_reason(facts, catalog, confirming=confirming, resend=delivery.resend)
     if stop is not None:
         return _cancel("send.cancelled", stop)
+    on_line = not confirming and not delivery.resend
+    goal = facts.goal_reached(catalog.get(delivery.sequence_id).definition.goals)
+    if on_line and goal is not None:
+        return _cancel("send.goal_reached", f"goal reached: {goal}")
     if not confirming and facts.paused:
         # Paused after the claim: back to the schedule, sent (or skipped) on resume.
         return End(Outcome.PAUSED, Move.PAUSED, "send.paused", {"error": None})
@@ -120,7 +155,40 @@ def decide(
         late_text = format_delay(timedelta(seconds=int(late.total_seconds())))
         reason = f"{late_text} late, more than max_lateness {format_delay(step.max_lateness)}"
         return End(Outcome.SKIPPED, Move.TOO_LATE, "send.skipped_late", {"error": reason})
+    if step.when is not None and not delivery.resend:
+        false = _condition_false(step.when, facts, sequence.id, now)
+        if false is not None:
+            return End(Outcome.SKIPPED, Move.CONDITION_FALSE, "send.condition_false", false)
+    recent = [at for at in facts.recent_sends if at > now - DAY]
+    if on_line and daily_cap and len(recent) >= daily_cap:
+        # Postponed, never dropped: to when the oldest of the day's emails is a day old,
+        # then into the step's window in the subscriber's zone.
+        opens = sorted(recent)[len(recent) - daily_cap] + DAY
+        zone = subscriber_zone(facts.contact.timezone, sequence)
+        due = fit_window(opens, sequence.window_for(step), zone)
+        reason = f"daily cap of {daily_cap} reached; postponed to {due:%Y-%m-%d %H:%M} UTC"
+        return End(
+            Outcome.POSTPONED, Move.POSTPONED, "send.postponed", {"due_at": due, "error": reason}
+        )
     return Deliver(loaded, step)
+
+
+def _condition_false(
+    source: str, facts: Facts, sequence_id: str, now: datetime
+) -> dict[str, object] | None:
+    """None when the condition holds, else the row's values saying why it does not."""
+    contact = facts.contact
+    situation = Situation(
+        ContactView(contact.first_name, contact.timezone, dict(contact.attributes or {})),
+        facts.events,
+        sequence_id in facts.downloads,
+    )
+    try:
+        if evaluate(source, situation, now=now):
+            return None
+    except ConditionError as exc:
+        return {"error": f"when: {source!r} could not be read ({exc}): skipped"}
+    return {"error": f"when: {source!r} is false: skipped"}
 
 
 def stop_reason(

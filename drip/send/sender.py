@@ -34,6 +34,7 @@ from drip.metrics import DELIVERIES
 from drip.models import Contact, Delivery
 from drip.render.renderer import TemplateContact
 from drip.send.decisions import (
+    DAY,
     AwaitEvent,
     Deliver,
     End,
@@ -45,7 +46,7 @@ from drip.send.decisions import (
     judge,
 )
 from drip.send.message import OutgoingEmail, build_email
-from drip.send.stores import Guard, SendStore, SqlSendStore
+from drip.send.stores import FactNeeds, Guard, SendStore, SqlSendStore
 from drip.send.throttle import SendThrottle
 from drip.send.transmit import Transmitter
 from drip.send.transports.base import Transport
@@ -70,6 +71,8 @@ class SendPolicy:
     max_backoff: float
     queue_lease: float
     ambiguous_wait: float = 900.0
+    #: Emails a contact may get in any 24 hours, all sequences together (0: no cap).
+    daily_cap: int = 0
 
     @property
     def retries(self) -> RetryPolicy:
@@ -138,13 +141,15 @@ class DeliverySender:
         results: dict[int, SendResult] = {}
         ended: list[Ended] = []
         with self.store.guard() as guard:
-            facts = guard.facts(claimed)
+            facts = guard.facts(claimed, self._needs())
             outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail, Logger]] = []
             now = self.clock()
             for delivery in claimed:
                 bound = _bound(delivery)
                 found = facts.get(delivery.enrollment_id)
-                decision = decide(delivery, found, self.catalog, now)
+                decision = decide(
+                    delivery, found, self.catalog, now, daily_cap=self.policy.daily_cap
+                )
                 if isinstance(decision, End):
                     ended.append(self._ended(delivery, decision, found, now, bound))
                     results[delivery.id] = SendResult(decision.outcome)
@@ -180,6 +185,15 @@ class DeliverySender:
         for delivery_id, nxt in recorded.next_due.items():
             results[delivery_id] = replace(results[delivery_id], next_delivery=nxt)
         return results
+
+    def _needs(self) -> FactNeeds:
+        """Which facts beyond the contact and enrollment the loaded files need read."""
+        reacting = any(
+            loaded.definition.exit or any(s.when for s in loaded.definition.steps)
+            for loaded in self.catalog
+        )
+        since = self.clock() - DAY if self.policy.daily_cap else None
+        return FactNeeds(events=reacting, downloads=reacting, sent_since=since)
 
     def _apply(
         self,
@@ -221,7 +235,7 @@ class DeliverySender:
         self, delivery: Delivery, end: End, found: Facts | None, at: datetime, bound: Logger
     ) -> Ended:
         """The record of `end`, with the facts that decide what follows."""
-        level = bound.info if end.outcome in (Outcome.SENT, Outcome.PAUSED) else bound.warning
+        level = bound.warning if end.outcome is Outcome.FAILED else bound.info
         level(end.event, **{k: v for k, v in end.values.items() if k in _LOGGED})
         sent_at = end.values.get("sent_at")
         return Ended(

@@ -19,6 +19,7 @@ from pathlib import Path
 from drip.errors import Problem, RenderError, SequenceError, UnknownSequence
 from drip.render.checks import footer_problems, insecure_links, parse_template, uses_unsubscribe_url
 from drip.render.renderer import Renderer, text_template_names
+from drip.sequences.conditions import ConditionError, check_condition
 from drip.sequences.definition import CONFIRM_STEP, Sequence, Step
 from drip.sequences.files import OfferFileError, resolve_offer_file
 from drip.sequences.loader import (
@@ -83,6 +84,7 @@ class SequenceCatalog:
                 problems.extend(exc.problems)
                 continue
             found = check_templates(parsed, renderer, require_https=require_https, samples=samples)
+            found += check_conditions(parsed)
             sequence = parsed.sequence
             if sequence.id in loaded:
                 found.append(
@@ -227,6 +229,22 @@ def check_templates(
                     )
                     for link in sorted(set(insecure_links(email.html)))
                 )
+    return problems
+
+
+def check_conditions(parsed: ParsedFile) -> list[Problem]:
+    """Every step's `when:` parses and names only what conditions offer."""
+    problems = []
+    for i, step in enumerate(parsed.sequence.steps):
+        if step.when is None:
+            continue
+        try:
+            check_condition(step.when)
+        except ConditionError as exc:
+            where = ("steps", i, "when")
+            problems.append(
+                Problem(str(parsed.path), parsed.line_of(*where), _dotted(where), str(exc))
+            )
     return problems
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +19,12 @@ MAX_SUBJECT_LENGTH = 120
 
 #: Ids appear in URLs, logs and custom_args: keep them to a safe alphabet.
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+
+#: Event names, as other apps send them (`POST /v1/events`) and sequences name them.
+EVENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,63}$"
+
+#: The longest `when:` expression a step may carry.
+MAX_CONDITION_LENGTH = 500
 
 
 class Weekday(StrEnum):
@@ -125,6 +131,49 @@ class Confirmation(Strict):
     preheader: str = "One click and it is on its way."
 
 
+class EventRef(Strict):
+    """An event another app sends, by name: `{event: purchased}`."""
+
+    event: str = Field(pattern=EVENT_NAME_PATTERN)
+
+
+class ReentryMode(StrEnum):
+    NEVER = "never"
+    ALWAYS = "always"
+    AFTER = "after"
+
+
+class Reentry(Strict):
+    """Whether a contact who finished or left the sequence may start it again when its
+    trigger fires: `never` (the default: one run per contact, as before triggers), `always`,
+    or `{after: 90d}` (once that long has passed since the last run began). A contact in
+    the middle of a run is never restarted."""
+
+    mode: ReentryMode = ReentryMode.NEVER
+    after: Delay | None = None
+
+    def allows(self, *, last_began: datetime, now: datetime) -> bool:
+        """Whether a finished run that began at `last_began` may start again at `now`."""
+        if self.mode is ReentryMode.ALWAYS:
+            return True
+        if self.mode is ReentryMode.AFTER and self.after is not None:
+            return now - last_began >= self.after
+        return False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in (ReentryMode.NEVER, ReentryMode.ALWAYS):
+                raise ValueError("reentry is never, always, or {after: DELAY}")
+            return {"mode": value}
+        if isinstance(value, dict) and set(value) == {"after"}:
+            return {"mode": ReentryMode.AFTER, "after": value["after"]}
+        if isinstance(value, dict) and (not value or "mode" in value):
+            return value
+        raise ValueError("reentry is never, always, or {after: DELAY}")
+
+
 class Step(Strict):
     id: str = Field(pattern=ID_PATTERN)
     delay: Delay
@@ -133,6 +182,8 @@ class Step(Strict):
     preheader: str | None = None
     send_window: SendWindow | None = None
     max_lateness: Delay | None = None
+    #: A condition read at send time; false skips the step (see `drip.sequences.conditions`).
+    when: str | None = Field(default=None, min_length=1, max_length=MAX_CONDITION_LENGTH)
 
     @field_validator("subject")
     @classmethod
@@ -164,12 +215,22 @@ class Sequence(Strict):
     double_opt_in: bool = False
     confirmation: Confirmation = Confirmation()
     download: Download | None = None
+    #: An event that enrols a contact, besides the signup form.
+    trigger: EventRef | None = None
+    #: Goals: any of these events ends the enrolment as converted.
+    exit: tuple[EventRef, ...] = ()
+    reentry: Reentry = Reentry()
     steps: tuple[Step, ...] = Field(min_length=1)
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return check_timezone(value)
+
+    @property
+    def goals(self) -> frozenset[str]:
+        """The names of the events that end an enrolment as converted."""
+        return frozenset(e.event for e in self.exit)
 
     def step(self, step_id: str) -> Step | None:
         """The step with `step_id`, or None when the file no longer has it."""

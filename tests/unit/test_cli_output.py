@@ -65,7 +65,7 @@ def test_validate_prints_each_sequence_on_one_line_into_a_pipe(
     shipped: Path, tmp_path: Path
 ) -> None:
     out = drip("sequences", "validate", sequences=shipped, cwd=tmp_path)
-    line = f"ok  {shipped / 'executive-resume.yaml'}  executive-resume  10 steps  version "
+    line = f"ok  {shipped / 'executive-resume.yaml'}  executive-resume  11 steps  version "
     assert len(line) > 2 * COLUMNS
     assert re.search(rf"^{re.escape(line)}[0-9a-f]+$", out, re.MULTILINE), out
 

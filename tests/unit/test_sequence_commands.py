@@ -35,7 +35,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sequences_dir: Path) ->
 def test_validate_passes_the_shipped_series(cli: CliRunner) -> None:
     result = cli.invoke(app, ["sequences", "validate", "--production", str(REPO / "sequences")])
     assert result.exit_code == 0, result.output
-    assert "executive-resume  10 steps" in result.output
+    assert "executive-resume  11 steps" in result.output
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_simulate_prints_utc_and_local_times_with_windows_and_dst(cli: CliRunner
     )
     assert result.exit_code == 0, result.output
     sends = json.loads(result.output)["sends"]
-    assert len(sends) == 10
+    assert len(sends) == 11
     assert (
         sends[0]["local"] == "2026-10-30T16:30:00-04:00"
     )  # the template: at once, a Friday evening
@@ -122,6 +122,56 @@ def test_simulate_prints_utc_and_local_times_with_windows_and_dst(cli: CliRunner
         sends[1]["local"] == "2026-11-02T08:00:00-05:00"
     )  # two days later is Sunday: Monday 08:00, after DST
     assert sends[0]["subject"] == "Your executive resume template is here, Alex"
+
+
+def _simulated(cli: CliRunner, *options: str) -> list[dict[str, str]]:
+    result = cli.invoke(
+        app,
+        [
+            "sequences",
+            "simulate",
+            "executive-resume",
+            "--json",
+            "--signup-at",
+            "2026-12-01T09:00:00-05:00",
+            *options,
+        ],
+        env={"DRIP_SEQUENCES_DIR": str(REPO / "sequences")},
+    )
+    assert result.exit_code == 0, result.output
+    sends: list[dict[str, str]] = json.loads(result.output)["sends"]
+    return sends
+
+
+def test_simulate_shows_which_variant_of_step_2_goes(cli: CliRunner) -> None:
+    # Without a download, step 2 is the reminder with the link, at the time step 2 was due
+    sends = {s["step"]: s for s in _simulated(cli)}
+    assert sends["executive-summary"]["outcome"] == "skipped"
+    assert sends["executive-summary-reminder"]["outcome"] == "sent"
+    assert sends["executive-summary-reminder"]["local"] == "2026-12-03T09:00:00-05:00"
+    assert [s["outcome"] for s in _simulated(cli)].count("sent") == 10
+    # With the template downloaded an hour after signup, the plain step 2 goes instead
+    fetched = {s["step"]: s["outcome"] for s in _simulated(cli, "--downloaded", "1h")}
+    assert fetched["executive-summary"] == "sent"
+    assert fetched["executive-summary-reminder"] == "skipped"
+
+
+def test_simulate_ends_the_series_at_a_goal(cli: CliRunner) -> None:
+    # A purchase on day 5 (Sunday 6 December): step 3, due Monday the 7th, never goes
+    sends = _simulated(cli, "--downloaded", "1h", "--event", "purchased@5d")
+    assert [s["outcome"] for s in sends] == ["sent", "sent", "skipped", "ends"]
+    assert sends[-1]["note"] == "goal reached: purchased"
+    assert sends[-1]["step"] == "achievements-with-numbers"
+
+
+def test_simulate_refuses_a_malformed_event(cli: CliRunner) -> None:
+    result = cli.invoke(
+        app,
+        ["sequences", "simulate", "executive-resume", "--event", "purchased"],
+        env={"DRIP_SEQUENCES_DIR": str(REPO / "sequences")},
+    )
+    assert result.exit_code == 2
+    assert "NAME@OFFSET" in result.output
 
 
 def test_preview_writes_html_and_text_for_each_step(cli: CliRunner, tmp_path: Path) -> None:

@@ -65,8 +65,12 @@ def renderer() -> Renderer:
     return Renderer(SHIPPED / TEMPLATES_SUBDIR, postal_address=POSTAL_ADDRESS)
 
 
-def test_the_shipped_series_has_ten_steps_and_a_confirmation() -> None:
-    assert len(shipped_emails()) == 11
+def test_the_shipped_series_have_their_steps_and_confirmations() -> None:
+    # The resume series: ten emails a reader gets, step 2 in two variants, a confirmation;
+    # client onboarding: three emails and a confirmation.
+    names = [name for name, _, _ in shipped_emails()]
+    assert len([n for n in names if n.startswith("executive-resume/")]) == 12
+    assert len([n for n in names if n.startswith("client-onboarding/")]) == 4
 
 
 @pytest.mark.parametrize(("name", "sequence", "step"), shipped_emails())

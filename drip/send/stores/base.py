@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -19,10 +20,23 @@ from drip.models import Delivery
 from drip.send.decisions import Facts
 
 
+@dataclass(frozen=True)
+class FactNeeds:
+    """Which send-time facts to read besides the contact and enrollment: the contacts'
+    events (goals, conditions), their downloads (conditions), and their emails sent since
+    a time (the daily cap). Unneeded reads cost the batch nothing."""
+
+    events: bool = False
+    downloads: bool = False
+    sent_since: datetime | None = None
+
+
 class Guard(Protocol):
     """The guard transaction of one batch."""
 
-    def facts(self, claimed: Sequence[Delivery]) -> dict[int, Facts]:
+    def facts(
+        self, claimed: Sequence[Delivery], needs: FactNeeds = FactNeeds()
+    ) -> dict[int, Facts]:
         """The send-time facts of each claimed row's enrollment (by enrollment id), each
         contact locked for share until the transaction ends."""
         ...

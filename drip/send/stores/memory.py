@@ -22,6 +22,7 @@ from drip.deliveries.transitions import Move, transition
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
 from drip.schedule.planner import next_step, plan_due, subscriber_zone
 from drip.send.decisions import Facts
+from drip.send.stores.base import FactNeeds
 
 
 @dataclass
@@ -32,6 +33,9 @@ class MemorySendStore:
     contacts: dict[int, Contact] = field(default_factory=dict)
     enrollments: dict[int, Enrollment] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
+    #: Each contact's events (name, when) and the sequences whose file it downloaded.
+    events: dict[int, list[tuple[str, datetime]]] = field(default_factory=dict)
+    downloads: dict[int, set[str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def add(self, delivery: Delivery) -> Delivery:
@@ -64,15 +68,34 @@ class MemorySendStore:
         with self._lock:
             yield self
 
-    def facts(self, claimed: Sequence[Delivery]) -> dict[int, Facts]:
+    def facts(
+        self, claimed: Sequence[Delivery], needs: FactNeeds = FactNeeds()
+    ) -> dict[int, Facts]:
         """See `Guard.facts`."""
         found = {}
         for delivery in claimed:
             enrollment = self.enrollments.get(delivery.enrollment_id)
             if enrollment is not None:
                 contact = self.contacts[enrollment.contact_id]
-                paused = enrollment.sequence_id in self.paused
-                found[enrollment.id] = Facts(contact, enrollment, paused)
+                since = needs.sent_since
+                found[enrollment.id] = Facts(
+                    contact,
+                    enrollment,
+                    enrollment.sequence_id in self.paused,
+                    tuple(self.events.get(contact.id, ())) if needs.events else (),
+                    frozenset(self.downloads.get(contact.id, ()))
+                    if needs.downloads
+                    else frozenset(),
+                    tuple(
+                        d.sent_at
+                        for d in self.deliveries.values()
+                        if since is not None
+                        and d.contact_id == contact.id
+                        and d.status is DeliveryStatus.SENT
+                        and d.sent_at is not None
+                        and d.sent_at > since
+                    ),
+                )
         return found
 
     def retry_later(
@@ -111,7 +134,7 @@ class MemorySendStore:
 
     def progress(self, enrollment_id: int) -> Progress:
         """An enrollment's progress, by the same rule as `read_progress_many`."""
-        current = Progress()
+        current, run = Progress(), self.enrollments[enrollment_id].run or 0
         for row in self.deliveries.values():
             if row.enrollment_id == enrollment_id:
                 current.add(
@@ -120,6 +143,7 @@ class MemorySendStore:
                     sent_at=row.sent_at,
                     number=row.resend_number,
                     resend=row.resend,
+                    current=(row.run or 0) == run,
                 )
         return current
 
@@ -142,6 +166,7 @@ class MemorySendStore:
                 contact_id=contact.id,
                 sequence_id=sequence.id,
                 step_id=step.id,
+                run=enrollment.run or 0,
                 resend_number=current.highest.get(step.id, -1) + 1,
                 status=transition(move).target,
                 due_at=due,
