@@ -140,3 +140,14 @@ def test_an_applied_event_is_not_applied_again(runtime: Runtime, settings: Setti
     again = recover(runtime, after=STALE_AFTER * 3)
     assert (first["contact_events_applied"], again["contact_events_applied"]) == (1, 0)
     assert the_event(runtime).applied_at == applied_at
+
+
+def test_an_enrolment_after_the_goal_answers_converted(runtime: Runtime) -> None:
+    client, headers = api_client(runtime), bearer(new_key(runtime))
+    body = {"id": "crm-1", "email": ADDRESS, "sequence": "quick"}
+    assert client.post("/v1/enrollments", json=body, headers=headers).status_code == 201
+    event = {"id": "order-4", "email": ADDRESS, "name": "purchased"}
+    assert client.post("/v1/events", json=event, headers=headers).status_code == 202
+    recover(runtime, after=STALE_AFTER * 2)
+    again = client.post("/v1/enrollments", json={**body, "id": "crm-2"}, headers=headers)
+    assert (again.status_code, again.json()["state"]) == (200, "converted")

@@ -22,7 +22,7 @@ from drip.api.v1.auth import require
 from drip.api.v1.idempotency import claim_request, record_answer
 from drip.api.v1.reading import parse_body, read_body, unprocessable
 from drip.api.v1.responses import WITH_BODY, body_schema
-from drip.api.v1.schemas import EnrollmentAnswer, EnrollmentBody, EnrollmentState
+from drip.api.v1.schemas import EnrollmentAnswer, EnrollmentBody
 from drip.contacts.attributes import AttributesTooLarge, merge_attributes
 from drip.contacts.identity import email_hash
 from drip.db import transaction, utcnow
@@ -39,13 +39,8 @@ KIND = "enrollments"
 #: The contact's source when the body names none.
 SOURCE = "api"
 
-#: The state an enrolment answers with, by its status.
-STATES: dict[EnrollmentStatus, EnrollmentState] = {
-    EnrollmentStatus.ACTIVE: "active",
-    EnrollmentStatus.PENDING: "pending_confirmation",
-    EnrollmentStatus.COMPLETED: "completed",
-    EnrollmentStatus.CANCELLED: "cancelled",
-}
+#: The state an enrolment answers with, where it is not the enrolment's status.
+STATES = {EnrollmentStatus.PENDING: "pending_confirmation"}
 
 
 @router.post(
@@ -109,7 +104,7 @@ def _enroll(runtime: Runtime, body: bytes) -> Response:
     return JSONResponse(answer, status_code=status_code)
 
 
-def _state(session: Session, enrollment: EnrollmentBody) -> EnrollmentState:
+def _state(session: Session, enrollment: EnrollmentBody) -> str:
     """The enrolment's state after `enroll_contact`; merges the attributes into a contact
     that may be mailed."""
     contact = session.scalars(
@@ -124,4 +119,6 @@ def _state(session: Session, enrollment: EnrollmentBody) -> EnrollmentState:
             Enrollment.contact_id == contact.id, Enrollment.sequence_id == enrollment.sequence
         )
     )
-    return STATES[status] if status is not None else "cancelled"
+    if status is None:  # a run a concurrent erasure removed: nothing is enrolled
+        return "cancelled"
+    return STATES.get(status, status.value)

@@ -175,18 +175,15 @@ class EventAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-#: What an enrolment answers about the contact's place in the sequence.
-EnrollmentState = Literal[
-    "active", "pending_confirmation", "completed", "cancelled", "unsubscribed", "suppressed"
-]
-
-
 class EnrollmentAnswer(BaseModel):
     """The answer to an enrolment: its state, the same for a repeat."""
 
     id: str
     sequence: str
-    state: EnrollmentState
+    state: str = Field(
+        description="The enrolment's status (active, completed, cancelled, converted), "
+        "pending_confirmation, or suppressed (refused: the address bounced or complained)"
+    )
 
 
 class EnrollmentView(BaseModel):
