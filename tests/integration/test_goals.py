@@ -12,15 +12,24 @@ from pathlib import Path
 
 import dramatiq
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from drip.config import Settings
 from drip.db import transaction, utcnow
 from drip.keys.store import create_key
-from drip.models import Contact, ContactEvent, DeliveryStatus, Enrollment, EnrollmentStatus
+from drip.models import (
+    Contact,
+    ContactEvent,
+    ContactStatus,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+)
 from drip.reactions import apply_contact_event
 from drip.runtime import Runtime, build_runtime, build_transport
 from drip.send.actor import SEND_QUEUE
+from drip.sequences.catalog import SequenceCatalog
 from drip.testing.fake_sendgrid import FakeSendGrid
 from drip.testing.threads import CheckedThread
 from tests.conftest import TEST_SEQUENCES, wait_for
@@ -154,8 +163,6 @@ def test_a_trigger_for_a_finished_run_follows_the_reentry_policy(
     # Given a contact whose onboarding run finished
     path = sequences_dir / "onboarding.yaml"
     path.write_text(path.read_text().replace("steps:\n", f"reentry: {reentry}\nsteps:\n", 1))
-    from drip.sequences.catalog import SequenceCatalog
-
     catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
     now = utcnow()
     with transaction(runtime.sessions) as session:
@@ -202,3 +209,69 @@ def test_a_trigger_for_a_finished_run_follows_the_reentry_policy(
         welcomes = [r for r in deliveries(runtime) if r.sequence_id == "onboarding"]
         assert len(welcomes) == runs
         assert [r.run for r in welcomes] == list(range(runs))
+
+
+def test_a_second_run_goes_through_its_own_steps(
+    runtime: Runtime, sequences_dir: Path, fake_sendgrid: FakeSendGrid
+) -> None:
+    # Given an onboarding run that finished, and a purchase that starts another
+    path = sequences_dir / "onboarding.yaml"
+    path.write_text(path.read_text().replace("steps:\n", "reentry: always\nsteps:\n", 1))
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    runtime.sender.catalog = catalog
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        contact = Contact(public_id="p2", email="s@example.com", email_hash="h2", attributes={})
+        session.add(contact)
+        session.flush()
+        for n in (1, 2):
+            event = ContactEvent(
+                client_id=f"s{n}",
+                email_hash="h2",
+                contact_id=contact.id,
+                name="purchased",
+                occurred_at=now,
+            )
+            session.add(event)
+            session.flush()
+            apply_contact_event(session, event, catalog=catalog, now=now, queue_lease=60)
+            if n == 1:
+                session.execute(update(Delivery).values(status=DeliveryStatus.SENT, sent_at=now))
+                session.execute(update(Enrollment).values(status=EnrollmentStatus.COMPLETED))
+    # When the second run's step 1 is sent
+    (first,) = [r for r in deliveries(runtime) if r.run == 1]
+    result = runtime.sender.send(first.id)
+    # Then its step 2 is planned in the same run: the first run's rows do not count
+    assert result.outcome.value == "sent"
+    assert [(r.run, r.step_id, r.status) for r in deliveries(runtime)] == [
+        (0, "welcome", DeliveryStatus.SENT),
+        (1, "welcome", DeliveryStatus.SENT),
+        (1, "second", DeliveryStatus.SCHEDULED),
+    ]
+
+
+@pytest.mark.parametrize("status", [ContactStatus.UNSUBSCRIBED, ContactStatus.SUPPRESSED])
+def test_a_trigger_never_reaches_a_contact_who_stopped(
+    runtime: Runtime, sequences_dir: Path, status: ContactStatus
+) -> None:
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        contact = Contact(
+            public_id="p3", email="t@example.com", email_hash="h3", attributes={}, status=status
+        )
+        session.add(contact)
+        session.flush()
+        event = ContactEvent(
+            client_id="t1",
+            email_hash="h3",
+            contact_id=contact.id,
+            name="purchased",
+            occurred_at=now,
+        )
+        session.add(event)
+        session.flush()
+        assert apply_contact_event(session, event, catalog=catalog, now=now, queue_lease=60) == []
+    assert deliveries(runtime) == []
+    with runtime.sessions() as session:
+        assert session.scalars(select(Enrollment)).all() == []
