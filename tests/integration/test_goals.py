@@ -237,6 +237,20 @@ def test_a_second_run_goes_through_its_own_steps(
             apply_contact_event(session, event, catalog=catalog, now=now, queue_lease=60)
             if n == 1:
                 session.execute(update(Delivery).values(status=DeliveryStatus.SENT, sent_at=now))
+                # the first run went all the way through
+                (enrollment,) = session.scalars(select(Enrollment)).all()
+                for step in ("second", "third"):
+                    session.add(
+                        Delivery(
+                            enrollment_id=enrollment.id,
+                            contact_id=contact.id,
+                            sequence_id="onboarding",
+                            step_id=step,
+                            status=DeliveryStatus.SENT,
+                            due_at=now,
+                            sent_at=now,
+                        )
+                    )
                 session.execute(update(Enrollment).values(status=EnrollmentStatus.COMPLETED))
     # When the second run's step 1 is sent
     (first,) = [r for r in deliveries(runtime) if r.run == 1]
@@ -245,6 +259,8 @@ def test_a_second_run_goes_through_its_own_steps(
     assert result.outcome.value == "sent"
     assert [(r.run, r.step_id, r.status) for r in deliveries(runtime)] == [
         (0, "welcome", DeliveryStatus.SENT),
+        (0, "second", DeliveryStatus.SENT),
+        (0, "third", DeliveryStatus.SENT),
         (1, "welcome", DeliveryStatus.SENT),
         (1, "second", DeliveryStatus.SCHEDULED),
     ]
