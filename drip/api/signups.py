@@ -11,6 +11,7 @@ it in its subject, and the form is open to anyone.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import structlog
@@ -23,12 +24,13 @@ from starlette.types import Message
 
 from drip.api.client_ip import FORWARDED_FOR, client_address
 from drip.api.deps import get_runtime
-from drip.api.enqueue import enqueue_or_release
 from drip.api.pages import page
 from drip.contacts.identity import email_hash
 from drip.db import transaction, utcnow
+from drip.deliveries.enqueue import enqueue_after_commit
 from drip.metrics import SIGNUPS, SIGNUPS_RATE_LIMITED
 from drip.runtime import Runtime
+from drip.send.actor import enqueue_due_now
 from drip.signup.request import SignupRequest
 from drip.signup.service import enroll_contact
 
@@ -139,7 +141,10 @@ def _sign_up(runtime: Runtime, fields: dict[str, Any], wants_html: bool) -> Resp
         )
     SIGNUPS.inc()
     if result.delivery_to_enqueue is not None:
-        enqueue_or_release(runtime, result.delivery_to_enqueue)
+        # Through the due-now buffer, to be sent in a batch; handed back if Redis refuses.
+        enqueue_after_commit(
+            partial(enqueue_due_now, runtime.broker), runtime.sessions, [result.delivery_to_enqueue]
+        )
     return _accepted(wants_html)
 
 

@@ -1,5 +1,9 @@
 """The Dramatiq actors that send: messages carry delivery ids only, up to 25 per message.
 
+Rows due at once (a signup's step 1) go through the due-now buffer (`drip.send.due_now`):
+`enqueue_due_now` pushes their ids and, when no drain is pending, enqueues one
+`drip.drain_due_now` message, which turns whatever the buffer holds into batch messages.
+
 Messages are at-least-once; `DeliverySender` makes a duplicate harmless. A transient
 provider failure is retried through `dramatiq.Retry` with drip's own backoff, bounded by
 `DRIP_SEND_MAX_ATTEMPTS` counted on the row. Any other exception (the database is
@@ -10,6 +14,7 @@ row's lease runs out and the scheduler enqueues it again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 from uuid import uuid4
 
@@ -18,6 +23,7 @@ from dramatiq import Actor, Broker, Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
+from drip.send.due_now import TAKE, buffer_for
 from drip.send.sender import DeliverySender, Outcome
 
 #: Name of the send actor: the contract between the scheduler and every worker.
@@ -25,6 +31,9 @@ SEND_ACTOR = "drip.send_delivery"
 
 #: Name of the batch actor the scheduler enqueues: up to `BATCH` delivery ids per message.
 SEND_BATCH_ACTOR = "drip.send_deliveries"
+
+#: Name of the actor that turns the due-now buffer's ids into batch messages.
+DRAIN_ACTOR = "drip.drain_due_now"
 
 #: Deliveries per message: fewer messages per tick, and a failure still retries only its own.
 BATCH = 25
@@ -67,6 +76,29 @@ def enqueue_sends(broker: Broker, delivery_ids: Sequence[int]) -> None:
         broker.enqueue(message)
 
 
+def enqueue_due_now(broker: Broker, delivery_ids: Sequence[int]) -> None:
+    """Enqueue committed `queued` rows that are due at once, to be sent with others in a batch.
+
+    The ids go onto the broker's due-now buffer; the first push after a drain started
+    enqueues the next drain message. Raises when Redis refuses either, so the caller
+    (`enqueue_after_commit`) hands the rows back to the schedule.
+    """
+    if not delivery_ids:
+        return
+    buffer = buffer_for(broker)
+    if not buffer.push(delivery_ids):
+        return  # a drain message is pending and will take these ids
+    try:
+        broker.enqueue(
+            Message(queue_name=SEND_QUEUE, actor_name=DRAIN_ACTOR, args=(), kwargs={}, options={})
+        )
+    except Exception:
+        # Let the next push arm again rather than wait for the marker to expire.
+        with suppress(Exception):
+            buffer.disarm()
+        raise
+
+
 def _pipelined_enqueue(broker: RedisBroker, messages: list[Message[Any]]) -> None:
     dispatch = broker.scripts["dispatch"]
     unpack = broker._max_unpack_size()  # type: ignore[no-untyped-call]
@@ -95,8 +127,20 @@ def _pipelined_enqueue(broker: RedisBroker, messages: list[Message[Any]]) -> Non
 
 
 def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], None]:
-    """Declare `drip.send_deliveries` (the scheduler's batches) and `drip.send_delivery` (one
-    delivery, for retries with backoff) on `broker`, both running `sender`."""
+    """Declare `drip.send_deliveries` (the scheduler's batches), `drip.send_delivery` (one
+    delivery, for retries with backoff), both running `sender`, and `drip.drain_due_now`
+    (the due-now buffer into batches) on `broker`."""
+    buffer = buffer_for(broker)
+
+    def drain_due_now() -> None:
+        """Take every id the due-now buffer holds and enqueue them as batch messages."""
+        buffer.disarm()  # before taking: an id pushed from now on arms the next drain
+        while True:
+            taken = buffer.take(TAKE)
+            if taken:
+                enqueue_sends(broker, taken)
+            if len(taken) < TAKE:
+                return
 
     def send_delivery(delivery_id: int) -> None:
         """Send one delivery; enqueue the next step when it is due at once."""
@@ -134,6 +178,15 @@ def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], N
             send_deliveries,
             broker=broker,
             actor_name=SEND_BATCH_ACTOR,
+            queue_name=SEND_QUEUE,
+            priority=0,
+            options=dict(ACTOR_OPTIONS),
+        )
+    if DRAIN_ACTOR not in broker.actors:
+        Actor(
+            drain_due_now,
+            broker=broker,
+            actor_name=DRAIN_ACTOR,
             queue_name=SEND_QUEUE,
             priority=0,
             options=dict(ACTOR_OPTIONS),
