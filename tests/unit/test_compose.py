@@ -20,6 +20,7 @@ def compose() -> dict[str, object]:
     env = {
         **os.environ,
         "DRIP_SENDGRID_API_KEY": "SG.x",
+        "DRIP_SENDGRID_WEBHOOK_PUBLIC_KEY": "k",
         "DRIP_SECRET_KEY": "s",
         "DRIP_POSTAL_ADDRESS": "a",
     }
