@@ -151,3 +151,24 @@ def test_an_enrolment_after_the_goal_answers_converted(runtime: Runtime) -> None
     recover(runtime, after=STALE_AFTER * 2)
     again = client.post("/v1/enrollments", json={**body, "id": "crm-2"}, headers=headers)
     assert (again.status_code, again.json()["state"]) == (200, "converted")
+
+
+def test_an_event_is_accepted_when_redis_refuses_and_applied_by_recovery(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_client(runtime).post("/signups", json={"email": ADDRESS, "sequence": "quick"})
+
+    def refuse(*_: object, **__: object) -> None:
+        raise ConnectionError("Redis is down")
+
+    # Given Redis refusing every message
+    monkeypatch.setattr(runtime.broker, "enqueue", refuse)
+    headers = bearer(new_key(runtime, "events:write"))
+    body = {"id": "order-5", "email": ADDRESS, "name": "purchased"}
+    # Then the event is still accepted, stored and later applied by the scheduler's recovery
+    assert api_client(runtime).post("/v1/events", json=body, headers=headers).status_code == 202
+    assert the_event(runtime).applied_at is None
+    assert recover(runtime, after=STALE_AFTER * 2)["contact_events_applied"] == 1
+    quick = run_of(runtime, "quick")
+    assert quick is not None
+    assert quick.status is EnrollmentStatus.CONVERTED
