@@ -80,7 +80,7 @@ class RedisDueNowBuffer:
     def take(self, limit: int) -> list[int]:
         """See `DueNowBuffer.take` (`LPOP` with a count: Redis 6.2 or later)."""
         taken = self.client.lpop(self.ids_key, limit)
-        return [int(raw) for raw in taken or []]  # type: ignore[union-attr]
+        return [int(raw) for raw in taken or []]
 
 
 class MemoryDueNowBuffer:
