@@ -98,5 +98,16 @@ def unapplied_events(session: Session, *, older_than: datetime, limit: int) -> l
     )
 
 
+def unapplied_events_of(session: Session, contact_id: int) -> list[int]:
+    """The contact's events not applied yet (those a signup just attached, for one)."""
+    return list(
+        session.scalars(
+            select(ContactEvent.id)
+            .where(ContactEvent.contact_id == contact_id, ContactEvent.applied_at.is_(None))
+            .order_by(ContactEvent.id)
+        )
+    )
+
+
 #: Enqueues committed `queued` deliveries (or hands them back); True when Redis took them.
 EnqueueCommitted = Callable[[list[int]], bool]

@@ -172,3 +172,23 @@ def test_an_event_is_accepted_when_redis_refuses_and_applied_by_recovery(
     quick = run_of(runtime, "quick")
     assert quick is not None
     assert quick.status is EnrollmentStatus.CONVERTED
+
+
+def test_an_enrolment_hands_the_events_it_attached_to_the_worker(
+    runtime: Runtime, worker: dramatiq.Worker
+) -> None:
+    client, headers = api_client(runtime), bearer(new_key(runtime))
+    # Given a purchase by an address drip does not know yet
+    event = {"id": "order-6", "email": ADDRESS, "name": "purchased"}
+    assert client.post("/v1/events", json=event, headers=headers).status_code == 202
+    # When a server enrols the address
+    body = {"id": "crm-6", "email": ADDRESS, "sequence": "quick"}
+    assert client.post("/v1/enrollments", json=body, headers=headers).status_code == 201
+    # Then the worker applies the purchase at once (no recovery job runs here): its trigger
+    # starts the onboarding run; the quick run began after the purchase, so it goes on
+    wait_for(lambda: the_event(runtime).applied_at, what="the attached event to be applied")
+    onboarding, quick = run_of(runtime, "onboarding"), run_of(runtime, "quick")
+    assert onboarding is not None
+    assert onboarding.status is EnrollmentStatus.ACTIVE
+    assert quick is not None
+    assert quick.status is EnrollmentStatus.ACTIVE

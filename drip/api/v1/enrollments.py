@@ -6,11 +6,14 @@ and the state `pending_confirmation`; a bounced or complaining one is refused wi
 state `suppressed`. Unlike the form, it is not subject to the per-IP limit, and it answers
 with the enrolment's state: 201 when this request enrolled the address or asked it to
 confirm, 200 when nothing changed. Idempotent by `id`: a repeat gets the first answer.
-Attributes are merged into the contact (`drip.contacts.attributes`).
+Attributes are merged into the contact (`drip.contacts.attributes`). Events other apps
+posted for the address before it was known, attached by `enroll_contact`, are handed to the
+events actor after commit, so their triggers apply at once.
 """
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
@@ -26,11 +29,14 @@ from drip.api.v1.schemas import EnrollmentAnswer, EnrollmentBody
 from drip.contacts.attributes import AttributesTooLarge, merge_attributes
 from drip.contacts.identity import email_hash
 from drip.db import transaction, utcnow
+from drip.events.contact_actor import enqueue_contact_events
+from drip.events.contact_apply import unapplied_events_of
 from drip.keys.scopes import Scope
 from drip.models import Contact, Enrollment, EnrollmentStatus
 from drip.runtime import Runtime
 from drip.signup.service import enroll_contact
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["v1"])
 
 #: The kind of request in `api_requests`.
@@ -89,7 +95,9 @@ def _enroll(runtime: Runtime, body: bytes) -> Response:
                 now=now,
                 queue_lease=runtime.settings.queue_lease,
             )
-            state = _state(session, enrollment)
+            state, contact_id = _state(session, enrollment)
+            # Events posted before the address was known, attached by `enroll_contact`
+            waiting = unapplied_events_of(session, contact_id)
             status_code = 201 if result.enrolled or result.confirmation_sent else 200
             answer = EnrollmentAnswer(
                 id=enrollment.id, sequence=enrollment.sequence, state=state
@@ -101,17 +109,22 @@ def _enroll(runtime: Runtime, body: bytes) -> Response:
         )
     if result.delivery_to_enqueue is not None:
         runtime.enqueue_after_commit([result.delivery_to_enqueue])
+    if waiting:
+        try:
+            enqueue_contact_events(runtime.broker, waiting)
+        except Exception as exc:  # the scheduler's recovery applies them
+            log.warning("contact_events.enqueue_failed", events=len(waiting), error=str(exc))
     return JSONResponse(answer, status_code=status_code)
 
 
-def _state(session: Session, enrollment: EnrollmentBody) -> str:
-    """The enrolment's state after `enroll_contact`; merges the attributes into a contact
-    that may be mailed."""
+def _state(session: Session, enrollment: EnrollmentBody) -> tuple[str, int]:
+    """The enrolment's state after `enroll_contact`, and the contact's id; merges the
+    attributes into a contact that may be mailed."""
     contact = session.scalars(
         select(Contact).where(Contact.email_hash == email_hash(enrollment.email))
     ).one()
     if contact.is_hard_suppressed:
-        return "suppressed"
+        return "suppressed", contact.id
     if enrollment.attributes:  # too large: the caller rolls back
         contact.attributes = merge_attributes(contact.attributes or {}, enrollment.attributes)
     status = session.scalar(
@@ -120,5 +133,5 @@ def _state(session: Session, enrollment: EnrollmentBody) -> str:
         )
     )
     if status is None:  # a run a concurrent erasure removed: nothing is enrolled
-        return "cancelled"
-    return STATES.get(status, status.value)
+        return "cancelled", contact.id
+    return STATES.get(status, status.value), contact.id
