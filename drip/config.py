@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     #: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
     state_dir: Path = Path(".drip")
+    #: Addresses (comma-separated) the studio's test-send button may send to; unset: none.
+    test_recipients: str = ""
 
     @field_validator("admin_token", "metrics_token")
     @classmethod
@@ -143,6 +145,11 @@ class Settings(BaseSettings):
     def fallback_keys(self) -> tuple[str, ...]:
         """The keys of `secret_key_fallbacks`: they verify links, and never sign one."""
         return tuple(filter(None, (part.strip() for part in self.secret_key_fallbacks.split(","))))
+
+    @property
+    def test_recipient_addresses(self) -> tuple[str, ...]:
+        """The addresses of `test_recipients`, as written."""
+        return tuple(filter(None, (part.strip() for part in self.test_recipients.split(","))))
 
     @property
     def overrides(self) -> frozenset[Override]:

@@ -386,6 +386,22 @@ def send_test(
         transport.close()
 
 
+def studio(
+    port: int = typer.Option(8025, help="Port on 127.0.0.1 (the studio listens nowhere else)."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the studio in a browser."),
+) -> None:
+    """A live preview of every email while you edit the files: both widths, light and dark,
+    the checks, the timeline and the effect on people in flight. Never in production."""
+    from drip.studio.server import StudioRefused, run_studio
+
+    settings = load_settings()
+    try:
+        run_studio(settings, port=port, open_browser=open_browser)
+    except StudioRefused as exc:
+        errors.print(str(exc), markup=False)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def pause(
     sequence_id: str = typer.Argument(..., metavar="ID"),

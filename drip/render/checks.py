@@ -305,10 +305,13 @@ def _subject(subject: str) -> list[Finding]:
                 f"the subject is {len(subject)} characters; phones show about {SUBJECT_SHOWN}",
             )
         )
-    words = [w for w in re.findall(r"[^\W\d_]{2,}", subject)]
+    # All capitals, or mostly shouted words; a few acronyms (CV, USA) are not shouting.
+    words = re.findall(r"[^\W\d_]{2,}", subject)
     letters = [c for c in subject if c.isalpha()]
     shouting = [w for w in words if w.isupper()]
-    if (len(letters) >= 5 and all(c.isupper() for c in letters)) or len(shouting) >= 3:
+    if (len(letters) >= 5 and all(c.isupper() for c in letters)) or (
+        len(shouting) >= 2 and len(shouting) * 2 > len(words)
+    ):
         found.append(
             Finding("subject-capitals", Severity.WARNING, "the subject is written in capitals")
         )

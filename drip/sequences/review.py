@@ -9,7 +9,7 @@ share is reported once, naming them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from drip.errors import RenderError
 from drip.render.checks import Finding, Severity
@@ -31,7 +31,7 @@ class Placed:
     line: int | None
     field: str
     finding: Finding
-    samples: tuple[str, ...] = field(default=())
+    samples: tuple[str, ...] = ()
 
     @property
     def is_error(self) -> bool:
