@@ -31,10 +31,12 @@ def since(text: str | None) -> datetime | None:
 
 
 def print_json(data: Any) -> None:
+    """Print `data` as indented JSON on standard output, for scripts (dates as ISO 8601)."""
     print(json.dumps(data, indent=2, default=str))
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a Rich table of `columns` and `rows`; every cell is text, never markup."""
     out = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         out.add_column(column)

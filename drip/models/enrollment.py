@@ -13,6 +13,8 @@ from drip.models.base import Base, BigId, UTCDateTime
 
 
 class EnrollmentStatus(StrEnum):
+    """Where a contact's run of a sequence stands."""
+
     PENDING = "pending"  # waiting for the subscriber to confirm (double opt-in, re-signup)
     ACTIVE = "active"
     COMPLETED = "completed"
@@ -21,6 +23,8 @@ class EnrollmentStatus(StrEnum):
 
 
 class Enrollment(Base):
+    """A contact in a sequence: at most one per (contact, sequence), its runs counted by `run`."""
+
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("contact_id", "sequence_id"),

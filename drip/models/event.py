@@ -13,6 +13,8 @@ from drip.models.base import Base, BigId, UTCDateTime
 
 
 class ProviderEvent(Base):
+    """An event SendGrid reported (processed, delivered, bounce...), stored once by its id."""
+
     __tablename__ = "provider_events"
     __table_args__ = (
         # Events stored but not applied yet (their message was lost): read every tick.

@@ -18,6 +18,8 @@ from dramatiq.common import q_name
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """A message Dramatiq gave up on, as `drip dead-letters` lists it."""
+
     queue: str
     message_id: str
     actor: str

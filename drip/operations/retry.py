@@ -28,12 +28,15 @@ CHUNK = 500
 
 @dataclass(frozen=True)
 class RetryFilter:
+    """Which rows `drip retry` re-queues: a status, and perhaps a window, a sequence, a step."""
+
     status: DeliveryStatus = DeliveryStatus.FAILED
     since: datetime | None = None
     sequence: str | None = None
     step: str | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
+        """The filter as SQL conditions on `deliveries`."""
         where: list[ColumnElement[bool]] = [Delivery.status == self.status]
         if self.since is not None:
             where.append(Delivery.updated_at >= self.since)
@@ -45,6 +48,7 @@ class RetryFilter:
 
 
 def count_matching(session: Session, selection: RetryFilter) -> int:
+    """How many deliveries the filter matches now (for `--dry-run` and the progress bar)."""
     return (
         session.scalar(select(func.count()).select_from(Delivery).where(*selection.conditions()))
         or 0

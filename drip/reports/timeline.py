@@ -14,12 +14,15 @@ from drip.models import Contact, Delivery, Download, Enrollment, ProviderEvent
 
 @dataclass
 class Timeline:
+    """Everything that happened to one contact, oldest first, as `drip contacts show` prints it."""
+
     contact: dict[str, Any]
     enrollments: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The timeline as JSON-ready values."""
         return {
             "contact": self.contact,
             "enrollments": self.enrollments,

@@ -28,6 +28,8 @@ NOT_STARTED = "(not started)"
 
 @dataclass
 class Group:
+    """People of one sequence who stand at the same step and get the same next step."""
+
     position: str
     pending: str | None
     next_step: str | None
@@ -37,12 +39,14 @@ class Group:
     last_due: datetime | None = None
 
     def add(self, due: datetime | None) -> None:
+        """Count one more person, due at `due` (None when nothing is due)."""
         self.people += 1
         if due is not None:
             self.first_due = min(self.first_due or due, due)
             self.last_due = max(self.last_due or due, due)
 
     def as_dict(self) -> dict[str, object]:
+        """The group as JSON-ready values."""
         return {
             "position": self.position,
             "pending": self.pending,
@@ -56,6 +60,8 @@ class Group:
 
 @dataclass
 class SequenceImpact:
+    """What the current file of one sequence does to the people in flight."""
+
     sequence_id: str
     version: str | None
     live_versions: set[str] = field(default_factory=set)
@@ -66,6 +72,7 @@ class SequenceImpact:
 
     @property
     def changed(self) -> bool:
+        """Whether the file differs from what the people in flight were sent from."""
         return bool(
             self.unreached_steps
             or self.removed_steps
@@ -74,6 +81,7 @@ class SequenceImpact:
         )
 
     def as_dict(self) -> dict[str, object]:
+        """The impact as JSON-ready values."""
         return {
             "sequence": self.sequence_id,
             "version": self.version,

@@ -16,6 +16,7 @@ from drip.models import SequenceState
 
 
 def paused_sequences(session: Session) -> set[str]:
+    """The ids of the sequences paused now."""
     return set(session.scalars(select(SequenceState.sequence_id)))
 
 

@@ -24,6 +24,8 @@ MAX_INLINE_WAIT = 2.0
 
 
 class SendThrottle:
+    """One send rate and one provider pause for every worker, counted in Redis."""
+
     def __init__(self, redis_url: str, *, namespace: str, rate: float) -> None:
         self._client: Any = redis.Redis.from_url(
             redis_url, socket_timeout=2, socket_connect_timeout=2

@@ -36,6 +36,8 @@ Answer = str | SendError
 
 
 class Transmitter:
+    """Hands a batch's emails to the transport, grouped where they share a body, a few at once."""
+
     def __init__(
         self, transport: Transport, *, throttle: SendThrottle | None = None, concurrency: int = 8
     ) -> None:
@@ -84,6 +86,7 @@ class Transmitter:
         return [answer] * len(emails)
 
     def send_one(self, email: OutgoingEmail) -> Answer:
+        """Send one email; its answer is the provider's message id or the SendError it raised."""
         return self._call(lambda: self.transport.send(email))
 
     def _call(self, send: Callable[[], str]) -> Answer:
@@ -102,6 +105,7 @@ class Transmitter:
         return message_id
 
     def close(self) -> None:
+        """Stop the worker threads and close the transport."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

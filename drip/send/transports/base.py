@@ -9,6 +9,8 @@ from drip.send.message import OutgoingEmail
 
 
 class Transport(Protocol):
+    """Sends one email and returns the provider's message id, or raises a SendError."""
+
     def send(self, email: OutgoingEmail) -> str:
         """Send `email`; return the provider's message id.
 

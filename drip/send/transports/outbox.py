@@ -41,10 +41,13 @@ def to_mime(email: OutgoingEmail, *, message_id: str) -> EmailMessage:
 
 
 class OutboxTransport:
+    """Writes each email as an .eml file: the embedded default, nothing leaves the machine."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     def send(self, email: OutgoingEmail) -> str:
+        """Write `email` to the outbox folder; return its file's name as the message id."""
         self.directory.mkdir(parents=True, exist_ok=True)
         message_id = make_msgid(domain="drip.local")
         name = (
@@ -57,4 +60,5 @@ class OutboxTransport:
         return message_id.strip("<>")
 
     def close(self) -> None:
+        """Nothing to close."""
         pass

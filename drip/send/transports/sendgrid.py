@@ -142,6 +142,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 
 class SendGridTransport:
+    """SendGrid's v3 Mail Send over one keep-alive connection pool per process."""
+
     def __init__(self, *, api_key: str, host: str, timeout: float, pool_size: int = 20) -> None:
         # `block`: a request waits (up to the timeout) for a free connection rather than
         # opening one past the pool, so the pool is exactly the connections kept alive.
@@ -159,6 +161,7 @@ class SendGridTransport:
         self.timeout = timeout
 
     def send(self, email: OutgoingEmail) -> str:
+        """Post one email: its X-Message-Id, or its failure as transient, ambiguous or permanent."""
         return self._post(build_payload(email))
 
     def send_group(self, emails: Sequence[OutgoingEmail]) -> str:
@@ -197,4 +200,5 @@ class SendGridTransport:
         )
 
     def close(self) -> None:
+        """Close the connection pool."""
         self.pool.close()
