@@ -26,9 +26,6 @@ SEQUENCE_SUFFIXES = (".yaml", ".yml")
 #: YAML files at the top of the folder that are not sequences (`drip.sequences.samples`).
 NOT_SEQUENCES = frozenset({"samples.yaml"})
 
-#: YAML files at the top of the folder that are not sequences (`drip.sequences.samples`).
-NOT_SEQUENCES = frozenset({"samples.yaml"})
-
 #: Templates live here, below the sequences folder.
 TEMPLATES_SUBDIR = "templates"
 
