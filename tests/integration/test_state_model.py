@@ -42,12 +42,13 @@ from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -129,6 +130,9 @@ PROFILE = (
     if os.environ.get("DRIP_STATE_MODEL_PROFILE", "").strip() == "fuzz"
     else "state-model"
 )
+#: DRIP_STATE_MODEL_SHRINK=0 reports the first failing run as found, without the minutes
+#: Hypothesis spends shrinking it (each run builds a database).
+SHRINK = os.environ.get("DRIP_STATE_MODEL_SHRINK", "1").strip() != "0"
 
 #: How far one rule may move the clock: within a lease, just past each wait, a day.
 ADVANCES = (1.0, 30.0, QUEUE_LEASE + 1, SEND_LEASE + 1, AMBIGUOUS_WAIT + 1, 3600.0, 86400.0)
@@ -237,6 +241,10 @@ class DeliveryModel(RuleBasedStateMachine):
         self.excused: Counter[int] = Counter()
         self.stops: list[Stop] = []
         self.with_event: set[int] = set()
+        self.signed_up = False
+        #: Allow what the xfail tests at the end show is wrong today, so the search finds
+        #: what else is (False in those tests).
+        self.excuse_known_bugs = True
 
     # The world's parts ------------------------------------------------------------------
 
@@ -297,6 +305,7 @@ class DeliveryModel(RuleBasedStateMachine):
                 now=self.clock(),
                 queue_lease=QUEUE_LEASE,
             )
+        self.signed_up = True
         if result.delivery_to_enqueue is not None:
             self._enqueue([result.delivery_to_enqueue])
 
@@ -306,16 +315,15 @@ class DeliveryModel(RuleBasedStateMachine):
         """One scheduler tick: recovery jobs (when due), then claims."""
         self._tick()
 
-    @rule(
-        take=st.integers(1, 6),
-        answers=st.lists(st.sampled_from(list(Answer)), max_size=6),
-    )
+    @precondition(lambda self: self.broker.messages)
+    @rule(answers=st.lists(st.sampled_from(list(Answer)), min_size=1, max_size=6))
     @guarded
-    def worker_sends(self, take: int, answers: list[Answer]) -> None:
-        """A worker fetches `take` messages and sends them; the provider answers each call
-        as `answers` says (then accepts)."""
-        self._work(self.broker.take(take), answers)
+    def worker_sends(self, answers: list[Answer]) -> None:
+        """A worker fetches as many messages as `answers` has and sends them; the provider
+        answers its calls in that order."""
+        self._work(self.broker.take(len(answers)), answers)
 
+    @precondition(lambda self: self.broker.messages)
     @rule(take=st.integers(1, 4))
     @guarded
     def worker_dies_after_claim(self, take: int) -> None:
@@ -327,6 +335,7 @@ class DeliveryModel(RuleBasedStateMachine):
         for delivery in claimed:
             self.sending_since[delivery.id] = ("claim", now)
 
+    @precondition(lambda self: len(self.ledger.accepted) > len(self.with_event))
     @rule(pick=st.integers(0, 1000))
     @guarded
     def processed_event(self, pick: int) -> None:
@@ -373,17 +382,19 @@ class DeliveryModel(RuleBasedStateMachine):
         self._tick()
         self._work_all()
 
-    @rule(who=st.integers(0, PEOPLE - 1))
+    @precondition(lambda self: self.signed_up)
+    @rule(pick=st.integers(0, 100))
     @guarded
-    def unsubscribe(self, who: int) -> None:
-        """The subscriber unsubscribes from everything (one click)."""
-        self._stop(who, None)
+    def unsubscribe(self, pick: int) -> None:
+        """A subscriber (of the `pick`th enrollment) unsubscribes from everything."""
+        self._stop(pick, everything=True)
 
-    @rule(who=st.integers(0, PEOPLE - 1), sequence=st.sampled_from(SEQUENCES))
+    @precondition(lambda self: self.signed_up)
+    @rule(pick=st.integers(0, 100))
     @guarded
-    def leave(self, who: int, sequence: str) -> None:
-        """The subscriber leaves one sequence."""
-        self._stop(who, sequence)
+    def leave(self, pick: int) -> None:
+        """A subscriber leaves the sequence of the `pick`th enrollment."""
+        self._stop(pick, everything=False)
 
     @rule(sequence=st.sampled_from(SEQUENCES), paused=st.booleans())
     @guarded
@@ -393,23 +404,20 @@ class DeliveryModel(RuleBasedStateMachine):
             change = pause_sequence if paused else resume_sequence
             change(session, sequence, by="ops", reason="model", now=self.clock())
 
-    @rule(
-        who=st.integers(0, PEOPLE - 1),
-        sequence=st.sampled_from(SEQUENCES),
-        step=st.integers(0, 5),
-    )
+    @precondition(lambda self: self.signed_up)
+    @rule(pick=st.integers(0, 100), step=st.integers(0, 5))
     @guarded
-    def operator_resend(self, who: int, sequence: str, step: int) -> None:
-        """`drip resend`: a step again, as a resend (refused for an unsubscribed contact)."""
-        steps = self.catalog.get(sequence).definition.steps
-        step_id = steps[step % len(steps)].id
+    def operator_resend(self, pick: int, step: int) -> None:
+        """`drip resend` of a step of the `pick`th enrollment (refused for an unsubscribed
+        contact)."""
         try:
             with transaction(self.sessions) as session:
-                contact = session.scalars(
-                    select(Contact).where(Contact.email == _email(who))
-                ).one_or_none()
-                if contact is None:
+                found = _enrollment(session, pick)
+                if found is None:
                     return
+                contact, sequence = found
+                steps = self.catalog.get(sequence).definition.steps
+                step_id = steps[step % len(steps)].id
                 delivery_id = resend_step(
                     session,
                     contact,
@@ -429,7 +437,16 @@ class DeliveryModel(RuleBasedStateMachine):
     @rule(status=st.sampled_from([S.FAILED, S.SKIPPED]))
     @guarded
     def operator_retry(self, status: DeliveryStatus) -> None:
-        """`drip retry`: failed (or skipped) rows go back to the queue."""
+        """`drip retry`: failed (or skipped) rows go back to the queue.
+
+        A row the provider may have taken (its answer was lost, or its worker died) fails
+        for review when no event came in time; an operator who retries it anyway chooses
+        to send it again, so one more acceptance of it is allowed. Not when its `processed`
+        event is in: then drip knows it went, and must not send it again.
+        """
+        with self.sessions() as session:
+            evented = _evented(session)
+        accepted = self.ledger.counts()
         for ids in requeue_chunks(
             self.sessions,
             RetryFilter(status=status),
@@ -439,6 +456,14 @@ class DeliveryModel(RuleBasedStateMachine):
             queue_lease=QUEUE_LEASE,
         ):
             event(f"retry: {status} requeued")
+            for delivery_id in ids:
+                if delivery_id not in accepted:
+                    continue
+                if delivery_id not in evented:
+                    self.excused[delivery_id] += 1
+                elif self.excuse_known_bugs:
+                    event("retry: a row reported processed is queued again (known bug)")
+                    self.excused[delivery_id] += 1
             self._enqueue(ids)
 
     @rule(
@@ -571,16 +596,17 @@ class DeliveryModel(RuleBasedStateMachine):
                 return
             self._work(self.broker.take(25), [])
 
-    def _stop(self, who: int, sequence_id: str | None) -> None:
-        """Unsubscribe (sequence None) or leave one sequence, then check what it left."""
+    def _stop(self, pick: int, *, everything: bool) -> None:
+        """Unsubscribe the contact of the `pick`th enrollment, or have it leave that
+        enrollment's sequence; then check what it left."""
         now = self.clock()
-        with transaction(self.sessions) as session:
-            contact = session.scalars(
-                select(Contact).where(Contact.email == _email(who))
-            ).one_or_none()
-            if contact is None:
+        with self.sessions() as session:
+            found = _enrollment(session, pick)
+            if found is None:
                 return
+            contact, sequence = found
             public_id, contact_id = contact.public_id, contact.id
+        sequence_id = None if everything else sequence
         with transaction(self.sessions) as session:
             if sequence_id is None:
                 assert unsubscribe_contact(session, public_id, reason="one click", now=now)
@@ -631,7 +657,7 @@ class DeliveryModel(RuleBasedStateMachine):
             key = (row.enrollment_id, row.step_id, row.resend_number)
             assert times <= allowed, (
                 f"(enrollment, step, resend number) {key} was accepted {times} times "
-                f"(allowed {allowed}: resent blind after its wait {allowed - 1} times)"
+                f"(allowed {allowed}: resent blind {allowed - 1} times)"
             )
         for row in rows.values():
             if row.status is S.SENT:
@@ -647,6 +673,11 @@ class DeliveryModel(RuleBasedStateMachine):
                     continue
                 # A signup after the stop may ask to confirm: that email is the new request's.
                 asked_later = row.step_id == CONFIRM_STEP and row.id not in stop.rows_then
+                resent_after_leave = (
+                    stop.sequence_id is not None and row.resend and row.id not in stop.rows_then
+                )
+                if resent_after_leave and self.excuse_known_bugs:
+                    continue  # test_a_resend_never_reaches_who_left_the_sequence
                 assert asked_later, (
                     f"delivery {row.id} ({row.sequence_id}/{row.step_id}) was accepted after "
                     f"the contact's acknowledged "
@@ -777,6 +808,19 @@ def _highest_id(session: Session) -> int:
     return session.scalar(select(func.max(Delivery.id))) or 0
 
 
+def _enrollment(session: Session, pick: int) -> tuple[Contact, str] | None:
+    """The contact and sequence of the `pick`th enrollment (modulo their number)."""
+    found = session.execute(
+        select(Contact, Enrollment.sequence_id)
+        .join(Enrollment, Enrollment.contact_id == Contact.id)
+        .order_by(Enrollment.id)
+    ).all()
+    if not found:
+        return None
+    contact, sequence_id = found[pick % len(found)]
+    return contact, sequence_id
+
+
 def _email(who: int) -> str:
     return f"person{who}@example.com"
 
@@ -792,6 +836,62 @@ def test_the_delivery_state_machine_keeps_its_promises(pg_template: str) -> None
     """Random interleavings of every actor keep every promise (see the module docstring)."""
     DeliveryModel.template = pg_template
     REACHED.clear()
-    run_state_machine_as_test(DeliveryModel, settings=settings.get_profile(PROFILE))
+    chosen = settings.get_profile(PROFILE)
+    if not SHRINK:
+        chosen = settings(chosen, phases=[p for p in Phase if p is not Phase.shrink])
+    run_state_machine_as_test(DeliveryModel, settings=chosen)
     if os.environ.get("DRIP_STATE_MODEL_STATS"):
         print("\n".join(f"{n:6d}  {what}" for what, n in sorted(REACHED.items())))
+
+
+@pytest.mark.integration
+@pytest.mark.xfail(
+    strict=True,
+    reason="drip retry queues a row failed for review again although the provider's "
+    "processed event for it has come since, and the worker sends it a second time",
+)
+def test_a_retry_never_resends_a_row_reported_processed(pg_template: str) -> None:
+    # Given a send whose answer was lost, failed for review when no event came in time
+    DeliveryModel.template = pg_template
+    model = DeliveryModel()
+    model.excuse_known_bugs = False
+    try:
+        model.start(policy=AmbiguousPolicy.REVIEW, signups=[(0, "other")])
+        model.worker_sends(answers=[Answer.LOST])
+        model.time_passes(seconds=AMBIGUOUS_WAIT + 1)
+        model.scheduler_tick()
+        # When its processed event comes late and an operator retries the failed rows
+        model.processed_event(pick=0)
+        model.operator_retry(status=S.FAILED)
+        model.worker_sends(answers=[Answer.ACCEPT])
+        # Then the provider was not given it a second time
+        model.promises_hold()
+    finally:
+        model.broken = True  # no drain: this test is about the one row
+        model.teardown()
+
+
+@pytest.mark.integration
+@pytest.mark.xfail(
+    strict=True,
+    reason="leaving a sequence after its last email leaves the enrollment completed, and "
+    "`drip resend` of that sequence is then sent: a resend passes the send-time check for "
+    "a completed enrollment",
+)
+def test_a_resend_never_reaches_who_left_the_sequence(pg_template: str) -> None:
+    # Given a subscriber who received the whole one-step sequence, then left it
+    DeliveryModel.template = pg_template
+    model = DeliveryModel()
+    model.excuse_known_bugs = False
+    try:
+        model.start(policy=AmbiguousPolicy.RESEND, signups=[(0, "other")])
+        model.healthy_hour()
+        model.leave(pick=0)
+        # When an operator resends its step
+        model.operator_resend(pick=0, step=0)
+        model.healthy_hour()
+        # Then nothing of that sequence was accepted after the leave
+        model.promises_hold()
+    finally:
+        model.broken = True
+        model.teardown()
