@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from typer.testing import CliRunner
 
 from drip.cli.main import app as cli
 from drip.db import transaction, utcnow
+from drip.errors import OperationRefused
 from drip.keys.scopes import Scope
 from drip.keys.store import revoke_key
 from drip.keys.verify import TOUCH_EVERY, authenticate
@@ -93,15 +95,28 @@ def test_use_is_recorded_at_most_once_a_minute(runtime: Runtime) -> None:
     token = new_key(runtime, "events:write")
     start = utcnow()
 
+    writes: list[str] = []
+
+    def count_writes(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE api_keys"):
+            writes.append(statement)
+
     def used_at(now_offset: timedelta) -> object:
         with transaction(runtime.sessions) as session:
             authenticate(session, token, scope=Scope.EVENTS_WRITE, now=start + now_offset)
         with runtime.sessions() as session:
             return session.scalars(select(ApiKey.last_used_at)).one()
 
-    assert used_at(timedelta(0)) == start
-    assert used_at(timedelta(seconds=30)) == start  # within the minute: not written again
-    assert used_at(TOUCH_EVERY) == start + TOUCH_EVERY
+    event.listen(runtime.engine, "before_cursor_execute", count_writes)
+    try:
+        assert used_at(timedelta(0)) == start
+        # Within the minute: not written again, not even tried (one read per request)
+        assert used_at(timedelta(seconds=30)) == start
+        assert len(writes) == 1
+        assert used_at(TOUCH_EVERY) == start + TOUCH_EVERY
+        assert len(writes) == 2
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", count_writes)
     # And through the API
     api_client(runtime).post("/v1/events", json=EVENT, headers=bearer(token))
     with runtime.sessions() as session:
@@ -171,3 +186,19 @@ def test_the_cli_prints_a_key_once_lists_and_revokes(runtime: Runtime, tmp_path:
         api_client(runtime).post("/v1/events", json=EVENT, headers=bearer(made["key"])).status_code
         == 401
     )
+
+
+def test_revoking_by_a_name_two_active_keys_share_is_refused(runtime: Runtime) -> None:
+    first, second = new_key(runtime, name="crm"), new_key(runtime, name="crm")
+    with (
+        transaction(runtime.sessions) as session,
+        pytest.raises(OperationRefused, match="2 active"),
+    ):
+        revoke_key(session, "crm", operator="ops", now=utcnow())
+    with transaction(runtime.sessions) as session:
+        revoke_key(session, first.split("_")[1], operator="ops", now=utcnow())
+    with transaction(runtime.sessions) as session:
+        assert revoke_key(session, "crm", operator="ops", now=utcnow()).prefix in second
+    client = api_client(runtime)
+    for token in (first, second):
+        assert client.post("/v1/events", json=EVENT, headers=bearer(token)).status_code == 401
