@@ -332,3 +332,11 @@ def test_saving_a_file_reloads_the_workspace_and_wakes_the_pages(folder: Path) -
     generation, broken = asyncio.run(scenario())
     assert generation >= 3
     assert broken
+
+
+def test_the_server_listens_on_loopback_only(folder: Path, tmp_path: Path) -> None:
+    from drip.studio.server import studio_server
+
+    config = StudioConfig(folder=folder, postal_address=ADDRESS, base_url="https://x.example")
+    server = studio_server(config, port=8999)
+    assert (server.config.host, server.config.port) == ("127.0.0.1", 8999)
