@@ -23,8 +23,16 @@ from drip.api.pages import page
 from drip.contacts.privacy import find_contact
 from drip.db import utcnow
 from drip.reports.chart import funnel_svg
-from drip.reports.funnel import COLUMNS, funnel, recent_failures, scheduler_lag
+from drip.reports.funnel import (
+    COLUMNS,
+    OPENS_NOTE,
+    funnel,
+    link_funnel,
+    recent_failures,
+    scheduler_lag,
+)
 from drip.reports.timeline import contact_timeline
+from drip.reports.variants import subject_tests
 from drip.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
@@ -66,12 +74,16 @@ def _login_page(error: str | None = None) -> HTMLResponse:
 
 @router.get("/admin", response_class=HTMLResponse)
 def admin(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
-    """The funnel per step as a chart and a table, the scheduler's lag, recent failures."""
+    """The funnel per step (every step of each sequence, in file order) as a chart and a
+    table, human clicks per tracked link, subject tests, the scheduler's lag, recent
+    failures."""
     refusal = _refusal(runtime, request)
     if refusal is not None:
         return refusal
     with runtime.sessions() as session:
         steps = funnel(session, runtime.catalog)
+        links = link_funnel(session, runtime.catalog)
+        tests = subject_tests(session, runtime.catalog)
         lag = scheduler_lag(session, now=utcnow())
         failures = recent_failures(session)
     sequences = []
@@ -83,12 +95,19 @@ def admin(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response
             else sequence_id
         )
         sequences.append(
-            {"name": name, "steps": rows, "svg": funnel_svg(rows, title=f"{name}: funnel by step")}
+            {
+                "name": name,
+                "steps": rows,
+                "svg": funnel_svg(rows, title=f"{name}: funnel by step"),
+                "links": [line for line in links if line.sequence == sequence_id],
+                "tests": [test for test in tests if test.sequence == sequence_id],
+            }
         )
     return page(
         "admin.html",
         sequences=sequences,
         columns=COLUMNS,
+        opens_note=OPENS_NOTE.format(machine=sum(s.machine_opened for s in steps)),
         lag=lag,
         lag_ok=lag.seconds <= lag_limit(runtime),
         failures=failures,

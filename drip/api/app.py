@@ -7,7 +7,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from drip.api import admin, confirm, downloads, health, signups, unsubscribe, v1, webhooks
+from drip.api import (
+    admin,
+    clicks,
+    confirm,
+    downloads,
+    health,
+    signups,
+    unsubscribe,
+    v1,
+    webhooks,
+)
 from drip.api.headers import SecurityHeaders
 from drip.errors import UnknownSequence
 from drip.runtime import Runtime
@@ -36,6 +46,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(health.router)
     app.include_router(downloads.router)
+    app.include_router(clicks.router)
     app.include_router(confirm.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)

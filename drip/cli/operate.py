@@ -18,7 +18,8 @@ from drip.models import Delivery, DeliveryStatus
 from drip.operations.deadletters import dead_letters, requeue
 from drip.operations.resend import resend_step
 from drip.operations.retry import RETRYABLE, RetryFilter, count_matching, requeue_chunks
-from drip.reports.funnel import COLUMNS, funnel, scheduler_lag
+from drip.reports.funnel import COLUMNS, OPENS_NOTE, funnel, link_funnel, scheduler_lag
+from drip.reports.variants import MIN_SENT, SubjectTest, subject_tests
 from drip.runtime import QUEUES
 
 deliveries_app = typer.Typer(
@@ -183,14 +184,38 @@ def stats(
     since_text: str | None = typer.Option(
         None, "--since", help="Deliveries created in this window, e.g. 7d."
     ),
+    links: bool = typer.Option(
+        False, "--links", help="Also each tracked link: unique human clicks and click rate."
+    ),
+    variants: bool = typer.Option(
+        False, "--variants", help="Also each subject test: per variant, with a verdict."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """The funnel per step, with rates over sent, and the scheduler's lag."""
+    """The funnel per step (every step, in file order), with rates over sent, and the
+    scheduler's lag; --links per tracked link, --variants per subject-test variant."""
+    window = since(since_text)
     with opened_runtime(load_settings()) as runtime, runtime.sessions() as session:
-        steps = funnel(session, runtime.catalog, since=since(since_text), sequence=sequence)
+        steps = funnel(session, runtime.catalog, since=window, sequence=sequence)
         lag = scheduler_lag(session, now=utcnow())
+        link_lines = (
+            link_funnel(session, runtime.catalog, since=window, sequence=sequence) if links else []
+        )
+        tests = (
+            subject_tests(session, runtime.catalog, since=window, sequence=sequence)
+            if variants
+            else []
+        )
     if as_json:
-        print_json({"steps": [s.as_dict() for s in steps], "scheduler": lag.as_dict()})
+        report: dict[str, Any] = {
+            "steps": [s.as_dict() for s in steps],
+            "scheduler": lag.as_dict(),
+        }
+        if links:
+            report["links"] = [line.as_dict() for line in link_lines]
+        if variants:
+            report["subject_tests"] = [test.as_dict() for test in tests]
+        print_json(report)
         return
     rows = []
     for s in steps:
@@ -203,12 +228,62 @@ def stats(
             ]
         )
     table("funnel", ("sequence", "step", *COLUMNS), rows)
+    machine = sum(s.machine_opened for s in steps)
+    console.print(OPENS_NOTE.format(machine=machine), highlight=False)
+    if links:
+        table(
+            "tracked links",
+            ("sequence", "step", "link", "url", "sent", "human clicks", "rate", "machine"),
+            [
+                (
+                    line.sequence,
+                    line.step,
+                    line.link_index,
+                    line.url,
+                    line.sent,
+                    line.human_clicks,
+                    f"{line.rate:.1%}" if line.rate is not None else "-",
+                    line.machine_clicks,
+                )
+                for line in link_lines
+            ],
+        )
+    if variants:
+        _print_subject_tests(tests)
     oldest = (
         f", oldest due: delivery {lag.oldest_due_id} at {lag.oldest_due_at:%Y-%m-%d %H:%M:%S}"
         if (lag.oldest_due_at)
         else ""
     )
     console.print(f"scheduler lag: {lag.seconds:.1f}s{oldest}", highlight=False)
+
+
+def _print_subject_tests(tests: list[SubjectTest]) -> None:
+    """One table per subject test, with its verdict under it."""
+    if not tests:
+        console.print("no subject tests: no step has subject: {variants: [...]}", highlight=False)
+    for test in tests:
+        table(
+            f"subject test {test.sequence}/{test.step} (by {test.metric})",
+            ("variant", "subject", "sent", "human clicks", "conversions", "rate"),
+            [
+                (
+                    arm.letter,
+                    arm.subject or "(no longer in the file)",
+                    arm.sent,
+                    arm.clicks,
+                    arm.conversions,
+                    f"{arm.rate(test.metric):.1%}",
+                )
+                for arm in test.arms
+            ],
+        )
+        console.print(f"verdict: {test.verdict.text}", highlight=False)
+    if tests:
+        console.print(
+            f"(a verdict needs {MIN_SENT} sent per variant; see README, Subject tests)",
+            highlight=False,
+        )
 
 
 def dead_letters_command(

@@ -21,6 +21,7 @@ from drip.db import create_db_engine, session_factory, transaction, utcnow
 from drip.errors import DripError, Problem, RenderError, SendError, SequenceError, UnknownSequence
 from drip.render.preview import screenshot, write_preview
 from drip.render.renderer import TemplateContact
+from drip.render.variants import each_variant
 from drip.runtime import build_transport
 from drip.schedule.impact import plan_changes
 from drip.schedule.pauses import pause_sequence, resume_sequence
@@ -158,8 +159,10 @@ def preview(
         errors.print(f"sequence {sequence_id!r} has no step {step!r}")
         raise typer.Exit(2)
     written: list[Path] = []
-    for step_def in steps:
-        number = loaded.definition.steps.index(step_def) + 1
+    # A step with a subject test is written once per variant: 02-reminder-A, 02-reminder-B.
+    shown = [(s, letter, v) for s in steps for letter, v in each_variant(s)]
+    for original, letter, step_def in shown:
+        number = loaded.definition.steps.index(original) + 1
         try:
             email = compose_specimen(
                 catalog.renderer, loaded.definition, step_def, person, links=links
@@ -167,7 +170,8 @@ def preview(
         except RenderError as exc:
             errors.print(str(exc), markup=False)
             raise typer.Exit(1) from exc
-        html, text = write_preview(email, out / sequence_id, f"{number:02d}-{step_def.id}")
+        stem = f"{number:02d}-{step_def.id}" + (f"-{letter}" if letter else "")
+        html, text = write_preview(email, out / sequence_id, stem)
         written.append(html)
         console.print(f"{html}  {text}", highlight=False)
         if png:
@@ -287,7 +291,7 @@ def simulate(
             s.window,
             f"{s.due_utc:%Y-%m-%d %H:%M}",
             f"{s.due_local:%a %Y-%m-%d %H:%M %Z}",
-            s.subject,
+            "\n".join(s.subject_variants) or s.subject,
             Text(s.outcome + (f": {s.note}" if s.note else "")),
         )
     console.print(table)

@@ -2,6 +2,7 @@
 
 from drip.models.api_key import ApiKey, ApiRequest
 from drip.models.base import Base
+from drip.models.click import LinkClick
 from drip.models.contact import Contact, ContactStatus
 from drip.models.contact_event import ContactEvent
 from drip.models.delivery import PENDING, Delivery, DeliveryStatus
@@ -25,6 +26,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentStatus",
     "HashKeyCheck",
+    "LinkClick",
     "ProviderEvent",
     "SequenceState",
 ]

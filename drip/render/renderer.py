@@ -15,6 +15,7 @@ from drip.errors import RenderError
 from drip.render.environment import build_environment
 from drip.render.reuse import Shape, SharedBody, Tokens, fill, plain, shape_of
 from drip.render.text import html_to_text, text_footer
+from drip.render.tracking import LinkMaker, rewrite_links
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 
@@ -55,6 +56,14 @@ class Sequence(Protocol):
     def from_(self) -> Sender: ...
     @property
     def layout(self) -> str: ...
+    @property
+    def utm(self) -> Utm | None: ...
+
+
+class Utm(Protocol):
+    """A sequence's `utm:` templates (`drip.sequences.definition.Utm`)."""
+
+    def templates(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ class RenderedEmail:
     subject: str
     html: str
     text: str
+    #: Where each tracked link leads, by its index (empty when links are not tracked).
+    targets: tuple[str, ...] = ()
     #: Set when the body was reused (see `drip.render.reuse`); not part of the email itself.
     shared: SharedBody | None = field(default=None, compare=False)
 
@@ -109,16 +120,31 @@ class Renderer:
         *,
         unsubscribe_url: str,
         links: dict[str, str] | None = None,
+        own_url: str | None = None,
+        track: LinkMaker | None = None,
     ) -> RenderedEmail:
         """Render `step` for `contact`; raise RenderError naming the template and the problem.
 
-        A step whose templates allow it is rendered once per distinct input (`reuse`)."""
+        The sequence's `utm:` tags go on outbound links, and `track(index, target)` (when
+        given) makes each tracked link (`drip.render.tracking`); links under `own_url`,
+        the unsubscribe link and `links` are left alone. A step whose templates allow it is
+        rendered once per distinct input (`reuse`)."""
         links = links or {}
         shape = self._shape(sequence, step) if self.reuse else None
-        if shape is None or not plain([unsubscribe_url, *links.values()]):
+
+        def in_full() -> RenderedEmail:
             return self._render(
-                sequence, step, contact, unsubscribe_url=unsubscribe_url, links=links
+                sequence,
+                step,
+                contact,
+                unsubscribe_url=unsubscribe_url,
+                links=links,
+                own_url=own_url,
+                track=track,
             )
+
+        if shape is None or not plain([unsubscribe_url, *links.values()]):
+            return in_full()
         # Everything the templates see, but the links (tokens) and the contact fields unread.
         key = (
             *self._shape_key(sequence, step),
@@ -127,6 +153,8 @@ class Renderer:
             sequence.from_.name,
             step.preheader,
             tuple(links),
+            own_url,
+            track is not None,
             *(getattr(contact, name) for name in shape.fields),
         )
         link_tokens = self._tokens.links(links)
@@ -140,14 +168,27 @@ class Renderer:
                 contact,
                 unsubscribe_url=self._tokens.unsubscribe,
                 links=link_tokens,
+                own_url=own_url,
+                track=None if track is None else lambda index, _: self._tokens.click(index),
             )
-        replacements = {self._tokens.unsubscribe: unsubscribe_url} | {
-            link_tokens[name]: value for name, value in links.items()
-        }
+        tracked = {}
+        if track is not None:
+            tracked = {
+                self._tokens.click(index): track(index, target)
+                for index, target in enumerate(shaped.targets)
+            }
+            if not plain(tracked.values()):
+                return in_full()
+        replacements = (
+            {self._tokens.unsubscribe: unsubscribe_url}
+            | {link_tokens[name]: value for name, value in links.items()}
+            | tracked
+        )
         return RenderedEmail(
             subject=fill(shaped.subject, replacements),
             html=fill(shaped.html, replacements),
             text=fill(shaped.text, replacements),
+            targets=shaped.targets,
             shared=SharedBody(key, shaped.html, shaped.text, replacements),
         )
 
@@ -180,6 +221,8 @@ class Renderer:
         *,
         unsubscribe_url: str,
         links: dict[str, str],
+        own_url: str | None,
+        track: LinkMaker | None,
     ) -> RenderedEmail:
         context: dict[str, Any] = {
             "contact": contact,
@@ -204,6 +247,8 @@ class Renderer:
             )
             where = f"{step.template} (text part)"
             text = self._render_text(step, context, content, unsubscribe_url)
+            where = "utm"
+            utm = self._utm(sequence, context)
         except TemplateNotFound as exc:
             raise RenderError(f"{where}: template {exc.name!r} not found") from exc
         except SecurityError as exc:
@@ -212,7 +257,20 @@ class Renderer:
             raise RenderError(f"{where}: {exc}") from exc
         except Exception as exc:  # e.g. 1 // 0 in a template: this contact's data, not a bug
             raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from exc
-        return RenderedEmail(subject=subject, html=_INLINER.inline(html), text=text)
+        keep = [unsubscribe_url, *links.values(), *([own_url.rstrip("/") + "/"] if own_url else [])]
+        out = rewrite_links(_INLINER.inline(html), text, utm=utm, track=track, keep=keep)
+        return RenderedEmail(subject=subject, html=out.html, text=out.text, targets=out.targets)
+
+    def _utm(self, sequence: Sequence, context: dict[str, Any]) -> dict[str, str]:
+        """The sequence's UTM values for this step: rendered from `sequence` and `step` only."""
+        if sequence.utm is None:
+            return {}
+        scope = {"sequence": context["sequence"], "step": context["step"]}
+        values = {
+            name: clean_header(self._subject(template).render(scope))
+            for name, template in sequence.utm.templates().items()
+        }
+        return {name: value for name, value in values.items() if value}
 
     def _subject(self, source: str) -> Template:
         """The compiled subject template, compiled once per distinct subject."""

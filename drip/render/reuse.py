@@ -7,8 +7,10 @@ only as plain output (`{{ links.download }}`: no filter, test or condition on th
 reads the contact only through `contact.email`, `contact.first_name` or
 `contact.timezone`, the step is rendered once per distinct value of the fields it reads,
 with stand-in tokens where the links go; each email then gets its links put in place of
-the tokens. A link with a character HTML would escape, or a template that uses the
-links any other way, is rendered in full: the result is the same byte for byte.
+the tokens. Tracked links (`drip.render.tracking`) go in the same way: the shared render
+has a token per outbound link, and each email gets its own signed `/l/` link in its place.
+A link with a character HTML would escape, or a template that uses the links any other
+way, is rendered in full: the result is the same byte for byte.
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ class Tokens:
 
     def links(self, names: Iterable[str]) -> dict[str, str]:
         return {name: f"{self._prefix}link{n}z" for n, name in enumerate(names)}
+
+    def click(self, index: int) -> str:
+        """The stand-in for tracked link `index` (`drip.render.tracking`)."""
+        return f"{self._prefix}click{index}z"
 
 
 def plain(values: Iterable[str]) -> bool:

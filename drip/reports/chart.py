@@ -12,6 +12,7 @@ SERIES = (
     ("delivered", "#3d6fb6"),
     ("opened", "#f4a259"),
     ("clicked", "#5b8e7d"),
+    ("human_clicks", "#8e3b6f"),
 )
 
 BAR, GAP, LEFT, TOP, WIDTH = 9, 14, 230, 36, 520

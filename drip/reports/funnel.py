@@ -1,12 +1,24 @@
-"""The funnel per step: scheduled, sent, delivered, opened, clicked, bounced, unsubscribed,
-failed, with rates over sent; and the scheduler's lag. `drip stats`, `/admin`, `/metrics`."""
+"""The funnel per step: scheduled, sent, delivered, opened, clicked, human clicks, bounced,
+unsubscribed, converted, failed, with rates over sent; and the scheduler's lag. `drip stats`,
+`/admin`, `/metrics`.
+
+Every step of every loaded sequence is listed, in file order, including steps nobody has
+reached yet; steps since removed from a file follow their sequence's.
+
+`opened` and `clicked` are the provider's events (SendGrid's open pixel and its own click
+tracking). Opens are inflated by machines (Apple Mail Privacy Protection opens every email
+it receives): `machine_opened` counts those SendGrid flags with `sg_machine_open`, and no
+condition ever reads opens. `human_clicks` is drip's own tracking (`track_clicks: true`):
+unique deliveries with a person's click on a `/l/` link, by the rule of
+`drip.clicks.rule`; machine clicks are not counted. Per link: `link_funnel`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.orm import Session, aliased
 
 from drip.models import (
@@ -17,9 +29,17 @@ from drip.models import (
     DeliveryStatus,
     Enrollment,
     EnrollmentStatus,
+    LinkClick,
     ProviderEvent,
 )
 from drip.sequences.catalog import SequenceCatalog
+
+#: Printed under every funnel: what the open counts are worth.
+OPENS_NOTE = (
+    "opened: SendGrid's open events, inflated by machine opens (Apple Mail Privacy"
+    " Protection; {machine} flagged sg_machine_open); opens never drive conditions."
+    " human clicks: drip's tracked links, people only."
+)
 
 #: Provider events counted per step, once per delivery.
 EVENT_COLUMNS = {
@@ -35,6 +55,7 @@ COLUMNS = (
     "delivered",
     "opened",
     "clicked",
+    "human_clicks",
     "bounced",
     "unsubscribed",
     "converted",
@@ -47,14 +68,55 @@ class StepFunnel:
     sequence: str
     step: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COLUMNS, 0))
+    #: Of `opened`, the deliveries whose open SendGrid flagged as a machine's.
+    machine_opened: int = 0
 
     def rate(self, column: str) -> float | None:
+        """`column` over sent, to 4 places; None before anything was sent."""
         sent = self.counts["sent"]
         return round(self.counts[column] / sent, 4) if sent else None
 
     def as_dict(self) -> dict[str, object]:
+        """The counts and rates, as `drip stats --json` prints them."""
         rates = {f"{c}_rate": self.rate(c) for c in COLUMNS if c not in ("scheduled", "sent")}
-        return {"sequence": self.sequence, "step": self.step, **self.counts, **rates}
+        return {
+            "sequence": self.sequence,
+            "step": self.step,
+            **self.counts,
+            "machine_opened": self.machine_opened,
+            **rates,
+        }
+
+
+@dataclass(frozen=True)
+class LinkLine:
+    """One tracked link of one step: its unique human and machine clicks, over sent."""
+
+    sequence: str
+    step: str
+    link_index: int
+    url: str
+    sent: int
+    human_clicks: int
+    machine_clicks: int
+
+    @property
+    def rate(self) -> float | None:
+        """Unique human clicks over sent, to 4 places; None before anything was sent."""
+        return round(self.human_clicks / self.sent, 4) if self.sent else None
+
+    def as_dict(self) -> dict[str, object]:
+        """The line as `drip stats --links --json` prints it."""
+        return {
+            "sequence": self.sequence,
+            "step": self.step,
+            "link": self.link_index,
+            "url": self.url,
+            "sent": self.sent,
+            "human_clicks": self.human_clicks,
+            "machine_clicks": self.machine_clicks,
+            "click_rate": self.rate,
+        }
 
 
 @dataclass(frozen=True)
@@ -102,6 +164,11 @@ def funnel(
     def row(seq: str, step: str) -> StepFunnel:
         return table.setdefault((seq, step), StepFunnel(seq, step))
 
+    for loaded in catalog:
+        if sequence is None or loaded.definition.id == sequence:
+            for step_def in loaded.definition.steps:
+                row(loaded.definition.id, step_def.id)
+
     for seq, step, status, count in session.execute(
         select(Delivery.sequence_id, Delivery.step_id, Delivery.status, func.count())
         .where(*scope)
@@ -126,6 +193,25 @@ def funnel(
         .group_by(Delivery.sequence_id, Delivery.step_id, ProviderEvent.event)
     ):
         row(seq, step).counts[EVENT_COLUMNS[event]] += count
+    machine_open = ProviderEvent.payload["sg_machine_open"].as_boolean()
+    for seq, step, count in session.execute(
+        select(Delivery.sequence_id, Delivery.step_id, func.count(func.distinct(Delivery.id)))
+        .join(ProviderEvent, ProviderEvent.delivery_id == Delivery.id)
+        .where(*scope, ProviderEvent.event == "open", machine_open == true())
+        .group_by(Delivery.sequence_id, Delivery.step_id)
+    ):
+        row(seq, step).machine_opened += count
+    for seq, step, count in session.execute(
+        select(
+            Delivery.sequence_id,
+            Delivery.step_id,
+            func.count(func.distinct(LinkClick.delivery_id)),
+        )
+        .join(LinkClick, LinkClick.delivery_id == Delivery.id)
+        .where(*scope, LinkClick.human.is_(True))
+        .group_by(Delivery.sequence_id, Delivery.step_id)
+    ):
+        row(seq, step).counts["human_clicks"] += count
     # An unsubscribe is counted against the last email its subscriber received.
     later = aliased(Delivery)
     last_sent = (
@@ -166,6 +252,63 @@ def funnel(
     ):
         row(seq, step).counts["converted"] += count
     return sorted(table.values(), key=lambda f: _order(catalog, f))
+
+
+def link_funnel(
+    session: Session,
+    catalog: SequenceCatalog,
+    *,
+    since: datetime | None = None,
+    sequence: str | None = None,
+) -> list[LinkLine]:
+    """Per tracked link of each step that has clicks: unique human and machine clicks, in
+    file order of the steps and then link order."""
+    scope: list[ColumnElement[bool]] = [Delivery.resend.is_(False)]
+    if since is not None:
+        scope.append(Delivery.created_at >= since)
+    if sequence is not None:
+        scope.append(Delivery.sequence_id == sequence)
+    sent = {
+        (seq, step): count
+        for seq, step, count in session.execute(
+            select(Delivery.sequence_id, Delivery.step_id, func.count())
+            .where(*scope, Delivery.status == DeliveryStatus.SENT)
+            .group_by(Delivery.sequence_id, Delivery.step_id)
+        )
+    }
+    urls: dict[tuple[str, str, int], str] = {}
+    counts: dict[tuple[str, str, int, bool], int] = {}
+    for seq, step, index, human, url, count in session.execute(
+        select(
+            Delivery.sequence_id,
+            Delivery.step_id,
+            LinkClick.link_index,
+            LinkClick.human,
+            func.max(LinkClick.url),
+            func.count(),
+        )
+        .join(LinkClick, LinkClick.delivery_id == Delivery.id)
+        .where(*scope)
+        .group_by(Delivery.sequence_id, Delivery.step_id, LinkClick.link_index, LinkClick.human)
+    ):
+        urls.setdefault((seq, step, index), url)
+        counts[(seq, step, index, bool(human))] = count
+    lines = [
+        LinkLine(
+            seq,
+            step,
+            index,
+            url,
+            sent.get((seq, step), 0),
+            counts.get((seq, step, index, True), 0),
+            counts.get((seq, step, index, False), 0),
+        )
+        for (seq, step, index), url in urls.items()
+    ]
+    return sorted(
+        lines,
+        key=lambda line: (*_order(catalog, StepFunnel(line.sequence, line.step)), line.link_index),
+    )
 
 
 def _order(catalog: SequenceCatalog, item: StepFunnel) -> tuple[str, int, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from drip.render.variants import each_variant
 from drip.schedule.planner import plan_due
 from drip.sequences.conditions import ConditionError, ContactView, Situation, evaluate
 from drip.sequences.definition import EVENT_NAME_PATTERN, SendWindow, Sequence, Step
@@ -35,6 +36,8 @@ class SimulatedSend:
     subject: str
     outcome: str = "sent"
     note: str = ""
+    #: Each variant's subject, "A: ...", when the step runs a subject test.
+    subject_variants: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """The send as JSON-ready values."""
@@ -48,6 +51,7 @@ class SimulatedSend:
             "subject": self.subject,
             "outcome": self.outcome,
             "note": self.note,
+            "subject_variants": list(self.subject_variants),
         }
 
 
@@ -109,6 +113,7 @@ def simulate(
                 subject(step),
                 outcome,
                 note,
+                tuple(f"{letter}: {subject(v)}" for letter, v in each_variant(step) if letter),
             )
         )
         if outcome == "ends":

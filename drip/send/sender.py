@@ -33,6 +33,7 @@ from drip.errors import RenderError
 from drip.metrics import DELIVERIES
 from drip.models import Contact, Delivery
 from drip.render.renderer import TemplateContact
+from drip.render.variants import step_for
 from drip.send.decisions import (
     DAY,
     AwaitEvent,
@@ -50,6 +51,7 @@ from drip.send.stores import FactNeeds, Guard, SendStore, SqlSendStore
 from drip.send.throttle import SendThrottle
 from drip.send.transmit import Transmitter
 from drip.send.transports.base import Transport
+from drip.send.variants import record_variant
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
 from drip.unsubscribe.links import Links
 
@@ -251,9 +253,14 @@ class DeliverySender:
         )
 
     def _compose(self, delivery: Delivery, contact: Contact, send: Deliver) -> OutgoingEmail:
-        """The email of `send.step` for `contact`, with its links and provider ids."""
-        sequence, step = send.loaded.definition, send.step
+        """The email of `send.step` for `contact`, with its links and provider ids: the
+        contact's subject variant of a subject test (recorded on the row), UTM tags, and
+        tracked links when the sequence tracks clicks (`drip.render.tracking`)."""
+        sequence = send.loaded.definition
         assert contact.email is not None  # _stop_reason refuses forgotten contacts
+        step, variant = step_for(contact.public_id, send.step)
+        if variant is not None:
+            record_variant(contact, delivery, variant)
         unsubscribe_url = self.links.unsubscribe_url(contact.public_id)
         rendered = self.catalog.renderer.render(
             sequence,
@@ -266,6 +273,8 @@ class DeliverySender:
             ),
             unsubscribe_url=self.links.footer_unsubscribe_url(unsubscribe_url, sequence.id),
             links=self.links.for_contact(contact.public_id, sequence, step.id),
+            own_url=self.links.base_url,
+            track=self.links.click_maker(delivery.id) if sequence.track_clicks else None,
         )
         return build_email(
             rendered,

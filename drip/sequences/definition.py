@@ -26,6 +26,9 @@ EVENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,63}$"
 #: The longest `when:` expression a step may carry.
 MAX_CONDITION_LENGTH = 500
 
+#: How many subjects a step's subject test may try (`subject: {variants: [...]}`).
+MIN_VARIANTS, MAX_VARIANTS = 2, 5
+
 
 class Weekday(StrEnum):
     MON = "mon"
@@ -174,10 +177,47 @@ class Reentry(Strict):
         raise ValueError("reentry is never, always, or {after: DELAY}")
 
 
+def check_subject(value: str) -> str:
+    """`value` if it is a usable subject line (one line, not blank, short enough)."""
+    if not value.strip():
+        raise ValueError("the subject is empty")
+    if len(value) > MAX_SUBJECT_LENGTH:
+        raise ValueError(f"the subject is {len(value)} characters; at most {MAX_SUBJECT_LENGTH}")
+    if "\n" in value or "\r" in value:
+        raise ValueError("the subject must be one line")
+    return value
+
+
+def _subject_variants(value: Any) -> tuple[str, ...]:
+    """The subjects of `subject: {variants: [...]}`, each checked like a subject."""
+    if not isinstance(value, dict) or set(value) != {"variants"}:
+        raise ValueError("subject is a string, or {variants: [2 to 5 strings]}")
+    variants = value["variants"]
+    if not isinstance(variants, list) or not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
+        raise ValueError(f"subject variants: give {MIN_VARIANTS} to {MAX_VARIANTS} subjects")
+    checked = []
+    for number, variant in enumerate(variants, 1):
+        if not isinstance(variant, str):
+            raise ValueError(f"subject variant {number} is not a string")
+        try:
+            checked.append(check_subject(variant))
+        except ValueError as exc:
+            raise ValueError(f"subject variant {number}: {exc}") from None
+    if len(set(checked)) != len(checked):
+        raise ValueError("subject variants must differ from each other")
+    return tuple(checked)
+
+
 class Step(Strict):
+    """One email of a sequence. A subject test (`subject: {variants: [...]}`) keeps the
+    first variant in `subject` and all of them in `subject_variants`; `variant(n)` is the
+    step as contacts given variant `n` get it (`drip.render.variants`)."""
+
     id: str = Field(pattern=ID_PATTERN)
     delay: Delay
     subject: str = Field(min_length=1)
+    #: The subjects of a subject test, in file order; empty for a step with one subject.
+    subject_variants: tuple[str, ...] = ()
     template: str = Field(min_length=1)
     preheader: str | None = None
     send_window: SendWindow | None = None
@@ -185,23 +225,54 @@ class Step(Strict):
     #: A condition read at send time; false skips the step (see `drip.sequences.conditions`).
     when: str | None = Field(default=None, min_length=1, max_length=MAX_CONDITION_LENGTH)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _variants(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "subject_variants" in data:
+            raise ValueError("write a subject test as subject: {variants: [...]}")
+        if isinstance(data, dict) and isinstance(data.get("subject"), dict):
+            variants = _subject_variants(data["subject"])
+            return {**data, "subject": variants[0], "subject_variants": variants}
+        return data
+
     @field_validator("subject")
     @classmethod
     def _subject_fits(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the subject is empty")
-        if len(value) > MAX_SUBJECT_LENGTH:
-            raise ValueError(
-                f"the subject is {len(value)} characters; at most {MAX_SUBJECT_LENGTH}"
-            )
-        if "\n" in value or "\r" in value:
-            raise ValueError("the subject must be one line")
-        return value
+        return check_subject(value)
+
+    def variant(self, number: int) -> Step:
+        """This step with the subject of variant `number` (0-based) of its subject test."""
+        return self.model_copy(update={"subject": self.subject_variants[number]})
 
     @property
     def overrides_window(self) -> bool:
         """Whether the step sets its own window (`send_window: null` means any time)."""
         return "send_window" in self.model_fields_set
+
+
+class Utm(Strict):
+    """`utm:` of a sequence: each value a template that sees `sequence` and `step` (never
+    the contact: analytics get no personal data), e.g. `content: "{{ step.id }}"`."""
+
+    source: str | None = Field(default=None, min_length=1, max_length=200)
+    medium: str | None = Field(default=None, min_length=1, max_length=200)
+    campaign: str | None = Field(default=None, min_length=1, max_length=200)
+    content: str | None = Field(default=None, min_length=1, max_length=200)
+    term: str | None = Field(default=None, min_length=1, max_length=200)
+
+    def templates(self) -> dict[str, str]:
+        """`{"utm_source": template, ...}` for the parameters given, in a fixed order."""
+        return {
+            f"utm_{name}": value
+            for name in ("source", "medium", "campaign", "content", "term")
+            if (value := getattr(self, name)) is not None
+        }
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.templates():
+            raise ValueError("utm needs at least one of source, medium, campaign, content, term")
+        return self
 
 
 class Sequence(Strict):
@@ -220,6 +291,10 @@ class Sequence(Strict):
     #: Goals: any of these events ends the enrolment as converted.
     exit: tuple[EventRef, ...] = ()
     reentry: Reentry = Reentry()
+    #: Send every http(s) link of the steps through `/l/{token}` (`drip.render.tracking`).
+    track_clicks: bool = False
+    #: UTM parameters added to outbound links that carry none (`drip.render.tracking`).
+    utm: Utm | None = None
     steps: tuple[Step, ...] = Field(min_length=1)
 
     @field_validator("timezone")

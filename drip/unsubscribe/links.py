@@ -1,8 +1,11 @@
-"""The per-contact links an email carries: unsubscribe, and the download of the template."""
+"""The per-contact links an email carries: unsubscribe, the download of the template, and
+tracked links (`/l/`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from drip.sequences.definition import CONFIRM_STEP, Sequence
 from drip.unsubscribe.tokens import TokenSigner
@@ -35,6 +38,15 @@ class Links:
             token = self.signer.sign_confirm(public_id, sequence.id)
             links["confirm"] = f"{base}/confirm/{sequence.id}/{token}"
         return links
+
+    def click_url(self, delivery_id: int, link_index: int, target: str) -> str:
+        """The tracked link `/l/{token}` of link `link_index` of a delivery, leading to `target`."""
+        token = self.signer.sign_click(delivery_id, link_index, target)
+        return f"{self.base_url.rstrip('/')}/l/{token}"
+
+    def click_maker(self, delivery_id: int) -> Callable[[int, str], str]:
+        """`click_url` for the links of one delivery, as the renderer calls it."""
+        return partial(self.click_url, delivery_id)
 
     @staticmethod
     def footer_unsubscribe_url(unsubscribe_url: str, sequence_id: str) -> str:

@@ -9,6 +9,8 @@ random `public_id` (and, where bound, a sequence id). The three kinds differ on 
 - download: `[public_id, sequence_id]`, never expires (the subscriber asked for the file),
   and opens only that sequence's file. A link made before downloads were bound carries the
   `public_id` alone; the caller accepts it only for a sequence the contact is enrolled in.
+- click: `[delivery_id, link_index, url]` (`drip.render.tracking`), never expires: the
+  link of a tracked email redirects only to the URL that email carried at that index.
 - confirm: `[public_id, sequence_id]` with the time it was made; it expires after
   `DRIP_CONFIRMATION_TTL`, and the caller refuses one made for an earlier request or
   before the contact's last unsubscribe (`drip.signup.confirm`). A consent is given once.
@@ -43,6 +45,7 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "drip.unsubscribe"
     DOWNLOAD = "drip.download"
     CONFIRM = "drip.confirm"
+    CLICK = "drip.click"
 
 
 class ExpiredToken(BadToken):
@@ -65,6 +68,16 @@ class DownloadClaim:
 
     public_id: str
     sequence_id: str | None
+
+
+@dataclass(frozen=True)
+class ClickClaim:
+    """What a valid tracked-link token says: which delivery, which link of it, and where
+    that link led."""
+
+    delivery_id: int
+    link_index: int
+    url: str
 
 
 class _ClockedSigner(TimestampSigner):
@@ -92,7 +105,7 @@ class TokenSigner:
         keys = [*[k for k in fallbacks if k], secret_key]
         self._plain = {
             p: URLSafeSerializer(keys, salt=p.value)
-            for p in (Purpose.UNSUBSCRIBE, Purpose.DOWNLOAD)
+            for p in (Purpose.UNSUBSCRIBE, Purpose.DOWNLOAD, Purpose.CLICK)
         }
         self._confirm = URLSafeTimedSerializer(
             keys,
@@ -131,6 +144,23 @@ class TokenSigner:
             return DownloadClaim(value, None)
         public_id, sequence_id = _pair(value)
         return DownloadClaim(public_id, sequence_id)
+
+    def sign_click(self, delivery_id: int, link_index: int, url: str) -> str:
+        """A token for link `link_index` (leading to `url`) of the email of `delivery_id`."""
+        return str(self._plain[Purpose.CLICK].dumps([delivery_id, link_index, url]))
+
+    def read_click(self, token: str) -> ClickClaim:
+        """What a tracked-link token says; raise BadToken if we did not make it."""
+        value = self._loads(self._plain[Purpose.CLICK], token)
+        if (
+            isinstance(value, list)
+            and len(value) == 3
+            and all(type(part) is int and part >= 0 for part in value[:2])
+            and isinstance(value[2], str)
+            and value[2].startswith(("https://", "http://"))
+        ):
+            return ClickClaim(value[0], value[1], value[2])
+        raise BadToken("the link is not valid")
 
     def sign_confirm(self, public_id: str, sequence_id: str) -> str:
         """A token that confirms the open signup of `public_id` to `sequence_id`, stamped now."""

@@ -3,13 +3,15 @@ render gives them, and a template that uses its links any other way is rendered 
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from drip.render.renderer import Renderer, TemplateContact
 from drip.sequences.catalog import SequenceCatalog
-from drip.sequences.definition import Sequence, Step
+from drip.sequences.definition import Sequence, Step, Utm
 from drip.unsubscribe.links import Links
 from drip.unsubscribe.tokens import TokenSigner
 from tests.conftest import REPO
@@ -110,3 +112,102 @@ def test_a_link_html_would_escape_is_rendered_in_full(sequences_dir: Path) -> No
     )
     assert f"Unsubscribe: {odd}\n" in rendered.text
     assert not [k for k in catalog.renderer._shaped if k[1] == "second"]
+
+
+#: Outbound links a tracked step carries: plain, with a query and an entity, a fragment,
+#: one tagged by hand, one repeated, and links that are not tracked.
+TRACKED_BODY = (
+    '<p>Hi {{ contact.first_name or "there" }}: <a href="https://example.org/guide">guide</a>,'
+    ' <a href="https://example.org/s?q=cv&amp;page=2#top">search</a>,'
+    ' <a href="https://example.org/p?utm_source=own">tagged</a>,'
+    ' <a href="https://example.org/guide">again</a>,'
+    ' <a href="mailto:coach@example.com">mail</a>, <a href="/relative">relative</a>.</p>\n'
+)
+
+
+def tracked(sequence: Sequence) -> Sequence:
+    return sequence.model_copy(
+        update={
+            "track_clicks": True,
+            "utm": Utm(source="drip", medium="email", content="{{ step.id }}"),
+        }
+    )
+
+
+@pytest.mark.parametrize("folder", [REPO / "sequences", REPO / "tests" / "data" / "sequences"])
+def test_tracked_links_reused_equal_full_renders_byte_for_byte(
+    folder: Path, tmp_path: Path
+) -> None:
+    # Given every sample step with an outbound link of each kind, tracked and UTM-tagged
+    copy = tmp_path / "sequences"
+    shutil.copytree(folder, copy)
+    for template in (copy / "templates").rglob("*.html"):
+        if "layouts" not in template.parts:
+            template.write_text(TRACKED_BODY + template.read_text())
+    catalog = SequenceCatalog.load(copy, postal_address="1 Example Street")
+    full = Renderer(catalog.renderer.templates_dir, postal_address="1 Example Street", reuse=False)
+    compared = shared = 0
+    for loaded in catalog:
+        sequence = tracked(loaded.definition)
+        for delivery_id, step in enumerate(sequence.steps, 100):
+            for _ in range(2):
+                for contact in CONTACTS:
+                    # When each contact's email is rendered from the shared body and in full
+                    public_id = contact.email.split("@")[0] * 4
+                    kwargs = {
+                        "unsubscribe_url": LINKS.footer_unsubscribe_url(
+                            LINKS.unsubscribe_url(public_id), sequence.id
+                        ),
+                        "links": LINKS.for_contact(public_id, sequence, step.id),
+                        "own_url": LINKS.base_url,
+                        "track": LINKS.click_maker(delivery_id),
+                    }
+                    reused = catalog.renderer.render(sequence, step, contact, **kwargs)
+                    expected = full.render(sequence, step, contact, **kwargs)
+                    # Then they are the same bytes, tracked links included
+                    assert reused == expected, (sequence.id, step.id, contact)
+                    assert len(reused.targets) == 4
+                    compared += 1
+                    shared += reused.shared is not None
+    assert compared >= 2 * len(CONTACTS) * 3
+    assert shared >= compared // 2, "tracked steps were not reused"
+
+
+def test_each_email_gets_its_own_tracked_links_in_both_parts(sequences_dir: Path) -> None:
+    welcome = sequences_dir / "templates" / "quick" / "welcome.html"
+    welcome.write_text(TRACKED_BODY + '<a href="{{ links.download }}">download</a>\n')
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    sequence = tracked(catalog.get("quick").definition)
+    step = sequence.steps[0]
+    emails = [
+        catalog.renderer.render(
+            sequence,
+            step,
+            CONTACTS[0],
+            unsubscribe_url="https://drip.example.com/unsubscribe/x",
+            links={"download": "https://drip.example.com/download/quick/t"},
+            own_url=LINKS.base_url,
+            track=LINKS.click_maker(delivery_id),
+        )
+        for delivery_id in (1, 2)
+    ]
+    first, second = emails
+    assert first.shared is not None
+    assert second.shared is not None
+    tracked_first = re.findall(r"https://drip\.example\.com/l/[\w.-]+", first.html)
+    assert len(tracked_first) == 4
+    assert not set(tracked_first) & set(re.findall(r"/l/[\w.-]+", second.html))
+    claims = [LINKS.signer.read_click(url.rsplit("/", 1)[1]) for url in tracked_first]
+    assert [(c.delivery_id, c.link_index) for c in claims] == [(1, 0), (1, 1), (1, 2), (1, 3)]
+    assert claims[0].url == (
+        "https://example.org/guide?utm_source=drip&utm_medium=email&utm_content=welcome"
+    )
+    # The text part carries the tracked links too (the first of a repeated one), and leaves
+    # the download, mailto and unsubscribe links as they are
+    assert tracked_first[0] in first.text
+    assert tracked_first[1] in first.text
+    assert "https://example.org" not in first.text
+    assert "https://drip.example.com/download/quick/t" in first.html
+    assert "https://drip.example.com/download/quick/t" in first.text
+    assert "mailto:coach@example.com" in first.html
+    assert 'href="/relative"' in first.html
