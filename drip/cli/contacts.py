@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
+from drip.cli.contact_import import import_file
 from drip.cli.output import JSON, print_json, short_time, table
 from drip.contacts.identity import normalize_email
 from drip.contacts.lifecycle import stop_contact
@@ -22,8 +23,10 @@ from drip.signup.request import SignupRequest
 from drip.signup.service import enroll_contact
 
 app = typer.Typer(
-    help="One subscriber: timeline, unsubscribe, export, forget.", no_args_is_help=True
+    help="Subscribers: timeline, unsubscribe, export, forget, import.", no_args_is_help=True
 )
+
+app.command("import")(import_file)
 
 REASON = typer.Option(..., "--reason", help="Why, for the audit trail.")
 BY = typer.Option(None, "--by", help="Operator name (default: $USER).")

@@ -42,6 +42,9 @@ class Contact(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(100))
+    #: When the subscriber consented, as an import's file states it (0009); None for a
+    #: contact that signed up through drip, whose `created_at` is that moment.
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[ContactStatus] = mapped_column(
         Enum(
             ContactStatus,

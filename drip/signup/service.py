@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -73,9 +74,13 @@ def enroll_contact(
         execution_options={"populate_existing": True},
     ).one()
     inserted_id = enrollment.id if enrollment.enrolled_at == now else None
-    left_before = inserted_id is None and enrollment.status is EnrollmentStatus.CANCELLED
-    if not (sequence.double_opt_in or not contact.is_subscribed or left_before):
-        if inserted_id is None:
+    consent = consent_for(
+        contact,
+        None if inserted_id is not None else enrollment.status,
+        double_opt_in=sequence.double_opt_in,
+    )
+    if consent is not Consent.CONFIRM:
+        if consent is not Consent.ENROLL:
             return SignupResult()
         delivery = schedule_next(
             session,
@@ -98,6 +103,30 @@ def enroll_contact(
         now=now,
         queue_lease=queue_lease,
     )
+
+
+class Consent(StrEnum):
+    """What consent allows for an address and a sequence (`consent_for`)."""
+
+    ENROLL = "enroll"  # enrol it now and plan its first email
+    ALREADY = "already"  # it is in the sequence already: nothing changes
+    CONFIRM = "confirm"  # only through a confirmation email the subscriber answers
+    NEVER = "never"  # bounced or complained: nothing, ever
+
+
+def consent_for(
+    contact: Contact, enrollment: EnrollmentStatus | None, *, double_opt_in: bool
+) -> Consent:
+    """The consent rule for enrolling `contact`, whose enrolment in the sequence is in
+    status `enrollment` (None: it has none yet). The signup and `drip contacts import`
+    both decide by it; an import, which sends no confirmation, refuses where it says
+    CONFIRM."""
+    if contact.is_hard_suppressed:
+        return Consent.NEVER
+    left_before = enrollment is EnrollmentStatus.CANCELLED
+    if double_opt_in or not contact.is_subscribed or left_before:
+        return Consent.CONFIRM
+    return Consent.ENROLL if enrollment is None else Consent.ALREADY
 
 
 def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> Contact:
