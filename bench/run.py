@@ -7,50 +7,34 @@ Usage: python bench/run.py [--deliveries 20000] [--rows 1000000] [--seconds 30] 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
-import httpx
 import psycopg
 import redis
-import urllib3
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-ADMIN = os.environ.get("DRIP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS = "redis://127.0.0.1:6379/11"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def fresh_database(name: str) -> str:
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    from drip.migrate import upgrade_database
-
-    upgrade_database(url)
-    return url
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+import signup_paths
+from harness import (
+    HERE,
+    REDIS,
+    ROOT,
+    closed_loop,
+    drip_env,
+    drop_database,
+    free_port,
+    fresh_database,
+    healthy,
+    open_loop,
+    percentile,
+    provider_stats,
+    start_provider,
+    wait,
+)
 
 
 def seed(
@@ -90,29 +74,6 @@ def seed(
         db.execute("ANALYZE")
 
 
-def drip_env(url: str, fake_port: int, namespace: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
-    env.update(
-        {
-            "DRIP_DATABASE_URL": url,
-            "DRIP_REDIS_URL": REDIS,
-            "DRIP_REDIS_NAMESPACE": namespace,
-            "DRIP_TRANSPORT": "sendgrid",
-            "DRIP_SENDGRID_API_KEY": "SG.bench",
-            "DRIP_SENDGRID_HOST": f"http://127.0.0.1:{fake_port}",
-            "DRIP_SECRET_KEY": "bench",
-            "DRIP_SEQUENCES_DIR": str(ROOT / "sequences"),
-            "DRIP_SCHEDULER_INTERVAL": "0.2",
-            "DRIP_SCHEDULER_BATCH_SIZE": "1000",
-            "DRIP_WORKER_METRICS_PORT": "0",
-            "DRIP_SIGNUP_RATE_PER_IP": "1000000/minute",
-            "DRIP_SIGNUP_RATE_PER_ADDRESS": "1000/hour",
-            "DRIP_BASE_URL": "https://drip.example.com",
-        }
-    )
-    return env
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, in MB."""
     total = 0
@@ -132,14 +93,6 @@ def children(pid: int) -> list[int]:
     except FileNotFoundError:
         return []
     return [int(p) for p in out.split()]
-
-
-def wait(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 # -- 1. baseline --------------------------------------------------------------------------------
@@ -184,14 +137,11 @@ def baseline(count: int) -> float:
 def end_to_end(count: int) -> dict[str, float]:
     url = fresh_database("drip_bench_e2e")
     seed(url, count, due="now() - interval '1 second'")
-    port = free_port()
-    fake = subprocess.Popen([sys.executable, str(HERE / "fast_sendgrid.py"), str(port)])
+    fake, port = start_provider()
     env = drip_env(url, port, "bench-e2e")
     client = redis.Redis.from_url(REDIS)
     for key in client.scan_iter("bench-e2e*"):
         client.delete(key)
-    stats = lambda: httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()  # noqa: E731
-    wait(lambda: _up(port), 10, "the fake provider")
     start = time.monotonic()
     worker = subprocess.Popen(
         [sys.executable, "-m", "drip", "worker", "--processes", "2", "--threads", "8"],
@@ -206,13 +156,13 @@ def end_to_end(count: int) -> dict[str, float]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait(lambda: stats()["accepted"] > 0, 120, "the first email")
+        wait(lambda: provider_stats(port)["accepted"] > 0, 120, "the first email")
         rss_start = rss_mb(worker.pid)
         first = time.monotonic()
-        wait(lambda: stats()["accepted"] >= count, 1800, "every email")
+        wait(lambda: provider_stats(port)["accepted"] >= count, 1800, "every email")
         end = time.monotonic()
         rss_end = rss_mb(worker.pid)
-        final = stats()
+        final = provider_stats(port)
     finally:
         for process in (scheduler, worker, fake):
             process.terminate()
@@ -227,13 +177,6 @@ def end_to_end(count: int) -> dict[str, float]:
     }
 
 
-def _up(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/stats", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 # -- 6. the transport against the sendgrid library's own client ------------------------------
 def transports(count: int = 2000) -> dict[str, float]:
     """The same email posted `count` times to the loopback provider by drip's transport
@@ -244,8 +187,7 @@ def transports(count: int = 2000) -> dict[str, float]:
     from drip.send.transports.sendgrid import SendGridTransport, build_payload
     from drip.sequences.definition import Address
 
-    port = free_port()
-    fake = subprocess.Popen([sys.executable, str(HERE / "fast_sendgrid.py"), str(port)])
+    fake, port = start_provider()
     email = OutgoingEmail(
         to_email="reader@example.com",
         to_name="Reader",
@@ -258,7 +200,6 @@ def transports(count: int = 2000) -> dict[str, float]:
         custom_args={"delivery_id": "1"},
     )
     try:
-        wait(lambda: _up(port), 10, "the fake provider")
         ours = SendGridTransport(api_key="SG.bench", host=f"http://127.0.0.1:{port}", timeout=5)
         theirs = SendGridAPIClient(api_key="SG.bench", host=f"http://127.0.0.1:{port}")
         figures: dict[str, float] = {}
@@ -281,6 +222,20 @@ def transports(count: int = 2000) -> dict[str, float]:
 
 
 # -- 3. scheduler at scale ----------------------------------------------------------------------
+#: The yardstick for the scheduler's claim: the same rows, by the same partial index
+#: (`ix_deliveries_due`: due_at WHERE status = 'scheduled'), in one statement with no ORM,
+#: no paused-sequence filter and nothing else.
+BARE_CLAIM = """
+    UPDATE deliveries SET status = 'queued', lease_until = %(now)s + interval '120 seconds',
+                          updated_at = %(now)s
+    WHERE id IN (SELECT id FROM deliveries WHERE status = 'scheduled' AND due_at <= %(now)s
+                 ORDER BY due_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
+    RETURNING id"""
+
+#: Timed claims of each kind (after one that warms the caches); the median is reported.
+TICK_REPEATS = 5
+
+
 def scheduler_tick(rows: int) -> dict[str, float]:
     from drip.config import Settings
     from drip.deliveries.moves import claim_due
@@ -305,13 +260,23 @@ def scheduler_tick(rows: int) -> dict[str, float]:
         recovery_ms = (time.perf_counter() - started) * 1000
         seed(url, 1000, due="now() - interval '1 second'")
         now = datetime.now(UTC)
-        for _ in range(2):  # the first claim pays the cold caches; the second is timed
-            with runtime.sessions() as session, session.begin():  # claim only, rolled back
+        claims: list[float] = []
+        bares: list[float] = []
+        with psycopg.connect(url) as bare:
+            # Alternately, each rolled back; the first of each pays the cold caches
+            for _ in range(TICK_REPEATS + 1):
+                with runtime.sessions() as session, session.begin():
+                    started = time.perf_counter()
+                    claimed = claim_due(session, now=now, limit=1000, queue_lease=120)
+                    claims.append((time.perf_counter() - started) * 1000)
+                    session.rollback()
+                assert len(claimed) == 1000, len(claimed)
                 started = time.perf_counter()
-                claimed = claim_due(session, now=now, limit=1000, queue_lease=120)
-                claim_ms = (time.perf_counter() - started) * 1000
-                session.rollback()
-            assert len(claimed) == 1000, len(claimed)
+                returned = bare.execute(BARE_CLAIM, {"now": now}).fetchall()
+                bares.append((time.perf_counter() - started) * 1000)
+                bare.rollback()
+                assert len(returned) == 1000, len(returned)
+        claim_ms, bare_ms = median(claims[1:]), median(bares[1:])
         # A tick as it runs between recovery passes: claim, then enqueue, 1,000 due rows
         started = time.perf_counter()
         report = scheduler.tick()
@@ -322,6 +287,7 @@ def scheduler_tick(rows: int) -> dict[str, float]:
         drop_database("drip_bench_scale")  # its autovacuum must not run under the next figure
     return {
         "claim_ms": claim_ms,
+        "bare_ms": bare_ms,
         "tick_ms": tick_ms,
         "recovery_ms": recovery_ms,
         "rows": rows + 1000,
@@ -331,8 +297,8 @@ def scheduler_tick(rows: int) -> dict[str, float]:
 # -- 4. signup latency --------------------------------------------------------------------------
 def signups(seconds: float, rate: int) -> dict[str, float]:
     url = fresh_database("drip_bench_api")
-    port, fake_port = free_port(), free_port()
-    fake = subprocess.Popen([sys.executable, str(HERE / "fast_sendgrid.py"), str(fake_port)])
+    port = free_port()
+    fake, fake_port = start_provider()
     api = subprocess.Popen(
         [sys.executable, "-m", "drip", "api", "--port", str(port), "--workers", "2"],
         env=drip_env(url, fake_port, "bench-api"),
@@ -341,92 +307,23 @@ def signups(seconds: float, rate: int) -> dict[str, float]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait(lambda: _healthy(base), 60, "the API")
-        latencies = _open_loop(base, seconds, rate)
-        peak = _closed_loop(base, 10.0, 16)
+        wait(lambda: healthy(base), 60, "the API")
+        latencies = [latency for _, latency, _ in open_loop(base, seconds, rate)]
+        peak = closed_loop(base, 10.0, 16)
     finally:
         api.terminate()
         fake.terminate()
         api.wait(timeout=30)
-    latencies.sort()
     return {
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
         "sent": len(latencies),
         "max_per_s": peak,
     }
 
 
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(base + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _client(base: str) -> urllib3.HTTPConnectionPool:
-    """A keep-alive client light enough not to take the API's CPU: the load generator runs
-    on the same two cores (urllib3 costs half the CPU of httpx per request)."""
-    pool: urllib3.HTTPConnectionPool = urllib3.connection_from_url(base, maxsize=1, timeout=10)
-    return pool
-
-
-def _post_signup(http: urllib3.HTTPConnectionPool, email: str) -> urllib3.BaseHTTPResponse:
-    return http.urlopen(
-        "POST",
-        "/signups",
-        body=json.dumps({"email": email}),
-        headers={"Content-Type": "application/json"},
-        retries=False,
-    )
-
-
-def _open_loop(base: str, seconds: float, rate: int) -> list[float]:
-    """Requests at fixed times (rate per second) whatever the answers; latency measured from
-    the time each request was due, so a slow server cannot hide its queueing."""
-    total = int(seconds * rate)
-    latencies: list[float] = []
-    lock = threading.Lock()
-    start = time.perf_counter() + 0.5
-
-    def client(offset: int, step: int) -> None:
-        http = _client(base)
-        for n in range(offset, total, step):
-            due = start + n / rate
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            response = _post_signup(http, f"load{n}@example.com")
-            assert response.status == 202, response.data
-            with lock:
-                latencies.append(time.perf_counter() - due)
-
-    threads = [threading.Thread(target=client, args=(i, 16)) for i in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies
-
-
-def _closed_loop(base: str, seconds: float, concurrency: int) -> float:
-    done = [0] * concurrency
-    stop = time.perf_counter() + seconds
-
-    def client(index: int) -> None:
-        http = _client(base)
-        n = 0
-        while time.perf_counter() < stop:
-            _post_signup(http, f"peak{index}-{n}@example.com")
-            n += 1
-        done[index] = n
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / seconds
+#: Every section, in the order they run; `--sections` picks some (to check them on small sizes).
+SECTIONS = ("baseline", "e2e", "tick", "signups", "transports", "ceiling", "burst", "steady")
 
 
 def main() -> int:
@@ -434,62 +331,30 @@ def main() -> int:
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--burst", type=int, default=5_000, help="signups in the burst section")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}"
+    )
     parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args()
-    print("baseline...", flush=True)
-    raw = baseline(args.deliveries)
-    print(f"  {raw:.0f} messages/s\nend to end...", flush=True)
-    e2e = end_to_end(args.deliveries)
-    print(f"  {e2e}\nscheduler at scale...", flush=True)
-    tick = scheduler_tick(args.rows)
-    print(f"  {tick}\nsignups...", flush=True)
-    api = signups(args.seconds, 200)
-    print(f"  {api}\ntransports...", flush=True)
-    posts = transports()
-    print(f"  {posts}", flush=True)
-    growth = (e2e["rss_end"] - e2e["rss_start"]) / e2e["rss_start"] * 100
-    rows = [
-        ("1. raw Dramatiq no-op, 2 processes x 8 threads", f"{raw:,.0f} messages/s", "", ""),
-        (
-            f"2. end to end, {args.deliveries:,} deliveries",
-            f"{e2e['emails_per_s']:,.0f} emails/s ({e2e['steady_per_s']:,.0f}/s after the first)",
-            f"{e2e['emails_per_s'] / raw:.2f} x raw",
-            ">= 1,000/s and >= 0.5 x raw",
-        ),
-        (
-            f"3. scheduler tick claiming 1,000 of {tick['rows']:,} rows",
-            f"{tick['tick_ms']:.1f} ms (its claim {tick['claim_ms']:.1f} ms; the recovery pass, "
-            f"every 5 s: {tick['recovery_ms']:.1f} ms)",
-            "",
-            "<= 50 ms",
-        ),
-        (
-            "4. signup latency at 200 requests/s for " + f"{args.seconds:.0f} s",
-            f"p50 {api['p50_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms",
-            f"max {api['max_per_s']:,.0f} requests/s",
-            "p99 <= 50 ms",
-        ),
-        (
-            "5. worker RSS over run 2 (2 processes)",
-            f"{e2e['rss_start']:.0f} MB -> {e2e['rss_end']:.0f} MB",
-            f"{growth:+.1f} %",
-            "< +20 %",
-        ),
-        ("duplicates seen by the provider in run 2", f"{e2e['duplicates']:.0f}", "", "0"),
-        (
-            "6. one email posted: drip's transport / the sendgrid library's client",
-            f"{posts['drip_ms']:.2f} / {posts['library_ms']:.2f} ms "
-            f"({posts['drip_cpu_ms']:.2f} / {posts['library_cpu_ms']:.2f} ms of CPU), "
-            f"{posts['connections']:.0f} connection for 2,001 emails",
-            f"{posts['library_ms'] / posts['drip_ms']:.1f} x faster",
-            "no new connection per email",
-        ),
-    ]
+    chosen = set(args.sections.split(","))
+    unknown = chosen - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    if args.report and chosen != set(SECTIONS):
+        parser.error("--report needs every section: the table is one run's figures")
+    figures: dict[str, Any] = {}
+    for name in SECTIONS:
+        if name not in chosen:
+            continue
+        print(f"{name}...", flush=True)
+        figures[name] = _run_section(name, args, figures)
+        print(f"  {figures[name]}", flush=True)
     table = ["| measurement | figure | ratio | target |", "|---|---|---|---|"]
-    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _rows(args, figures)]
     command = (
         f"python bench/run.py --deliveries {args.deliveries} --rows {args.rows} "
-        f"--seconds {args.seconds:.0f}"
+        f"--seconds {args.seconds:.0f} --burst {args.burst}"
     )
     text = (
         "\n".join(table)
@@ -503,6 +368,147 @@ def main() -> int:
             (current.split(marker)[0] if marker in current else current) + marker + "\n" + text
         )
     return 0
+
+
+def _run_section(name: str, args: argparse.Namespace, figures: dict[str, Any]) -> Any:
+    if name == "baseline":
+        return baseline(args.deliveries)
+    if name == "e2e":
+        return end_to_end(args.deliveries)
+    if name == "tick":
+        return scheduler_tick(args.rows)
+    if name == "signups":
+        return signups(args.seconds, 200)
+    if name == "transports":
+        return transports()
+    if name == "ceiling":
+        return signup_paths.ceiling(args.seconds)
+    if name == "burst":
+        return signup_paths.burst(args.burst)
+    # steady: half of drip's own highest signup rate, measured in this run
+    peak = (
+        figures["ceiling"]["drip_max"] if "ceiling" in figures else figures["signups"]["max_per_s"]
+    )
+    return signup_paths.steady(peak / 2, args.seconds)
+
+
+def _rows(args: argparse.Namespace, f: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The table's rows for the sections that ran."""
+    rows: list[tuple[str, str, str, str]] = []
+    raw = f.get("baseline")
+    if raw is not None:
+        rows.append(
+            ("1. raw Dramatiq no-op, 2 processes x 8 threads", f"{raw:,.0f} messages/s", "", "")
+        )
+    e2e = f.get("e2e")
+    if e2e is not None:
+        rows.append(
+            (
+                f"2. end to end, {args.deliveries:,} deliveries",
+                f"{e2e['emails_per_s']:,.0f} emails/s "
+                f"({e2e['steady_per_s']:,.0f}/s after the first)",
+                f"{e2e['emails_per_s'] / raw:.2f} x raw" if raw else "",
+                ">= 1,000/s and >= 0.5 x raw",
+            )
+        )
+    tick = f.get("tick")
+    if tick is not None:
+        rows.append(
+            (
+                f"3. scheduler tick claiming 1,000 of {tick['rows']:,} rows",
+                f"{tick['tick_ms']:.1f} ms (its claim {tick['claim_ms']:.1f} ms; a bare "
+                f"UPDATE ... RETURNING by the same index {tick['bare_ms']:.1f} ms; the recovery "
+                f"pass, every 5 s: {tick['recovery_ms']:.1f} ms)",
+                f"claim {tick['claim_ms'] / tick['bare_ms']:.2f} x bare",
+                "<= 50 ms; claim <= 2 x bare",
+            )
+        )
+    api = f.get("signups")
+    if api is not None:
+        rows.append(
+            (
+                f"4. signup latency at 200 requests/s for {args.seconds:.0f} s",
+                f"p50 {api['p50_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms",
+                f"max {api['max_per_s']:,.0f} requests/s",
+                "p99 <= 50 ms",
+            )
+        )
+    if e2e is not None:
+        growth = (e2e["rss_end"] - e2e["rss_start"]) / e2e["rss_start"] * 100
+        rows.append(
+            (
+                "5. worker RSS over run 2 (2 processes)",
+                f"{e2e['rss_start']:.0f} MB -> {e2e['rss_end']:.0f} MB",
+                f"{growth:+.1f} %",
+                "< +20 %",
+            )
+        )
+        rows.append(
+            ("duplicates seen by the provider in run 2", f"{e2e['duplicates']:.0f}", "", "0")
+        )
+    posts = f.get("transports")
+    if posts is not None:
+        rows.append(
+            (
+                "6. one email posted: drip's transport / the sendgrid library's client",
+                f"{posts['drip_ms']:.2f} / {posts['library_ms']:.2f} ms "
+                f"({posts['drip_cpu_ms']:.2f} / {posts['library_cpu_ms']:.2f} ms of CPU), "
+                f"{posts['connections']:.0f} connection for 2,001 emails",
+                f"{posts['library_ms'] / posts['drip_ms']:.1f} x faster",
+                "no new connection per email",
+            )
+        )
+    top = f.get("ceiling")
+    if top is not None:
+        rows.append(
+            (
+                "7. highest signup rate: drip's POST /signups / a bare endpoint (one INSERT)",
+                f"{top['drip_max']:,.0f} / {top['bare_max']:,.0f} requests/s",
+                f"{top['drip_max'] / top['bare_max']:.2f} x bare",
+                ">= 0.5 x bare",
+            )
+        )
+        rows.append(
+            (
+                f"7b. signup latency at half drip's highest rate ({top['half_rate']:,.0f}/s)",
+                f"p50 {top['half_p50_ms']:.1f} ms, p99 {top['half_p99_ms']:.1f} ms",
+                f"p99 {top['half_p99_ms'] / top['half_p50_ms']:.1f} x p50",
+                "p99 <= 5 x p50",
+            )
+        )
+    burst = f.get("burst")
+    if burst is not None:
+        versus = (
+            f"{burst['steady_per_s'] / e2e['steady_per_s']:.2f} x batched "
+            f"({burst['emails_per_s'] / e2e['emails_per_s']:.2f} x overall)"
+            if e2e
+            else ""
+        )
+        rows.append(
+            (
+                f"8. a burst of {args.burst:,} signups (posted at {burst['posted_per_s']:,.0f}/s), "
+                "email 1 drained",
+                f"{burst['emails_per_s']:,.0f} emails/s ({burst['steady_per_s']:,.0f}/s after the "
+                f"first) in {burst['requests']:,.0f} provider requests, "
+                f"{burst['duplicates']:.0f} duplicates",
+                versus,
+                ">= 0.8 x batched (row 2, after the first email)",
+            )
+        )
+    steady = f.get("steady")
+    if steady is not None:
+        rows.append(
+            (
+                f"9. signup's 202 to email 1 accepted, at {steady['rate']:,.0f} signups/s "
+                f"(half drip's highest) for {args.seconds:.0f} s",
+                f"p50 {steady['p50_ms']:.0f} ms, p99 {steady['p99_ms']:.0f} ms "
+                f"(max {steady['max_ms']:.0f} ms, {steady['signups']:,.0f} signups, "
+                f"{steady['duplicates']:.0f} duplicates)",
+                "",
+                "p50 <= 300 ms, p99 <= 2 s",
+            )
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ row's lease runs out and the scheduler enqueues it again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
@@ -23,7 +24,7 @@ from dramatiq import Actor, Broker, Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
-from drip.send.due_now import TAKE, buffer_for
+from drip.send.due_now import LINGER, TAKE, buffer_for
 from drip.send.sender import DeliverySender, Outcome
 
 #: Name of the send actor: the contract between the scheduler and every worker.
@@ -134,6 +135,7 @@ def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], N
 
     def drain_due_now() -> None:
         """Take every id the due-now buffer holds and enqueue them as batch messages."""
+        time.sleep(LINGER)  # armed meanwhile: the ids pushed now wait for this drain
         buffer.disarm()  # before taking: an id pushed from now on arms the next drain
         while True:
             taken = buffer.take(TAKE)
