@@ -35,6 +35,15 @@ class SequenceError(DripError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class WebhookConfigError(DripError, ValueError):
+    """`webhooks.yaml` or an endpoint given to `drip webhooks add` is invalid; carries
+    every problem found, each with file, line and field where there is a file."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
 class DelayError(DripError, ValueError):
     """A delay such as `1d12h` could not be parsed."""
 

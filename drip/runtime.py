@@ -13,9 +13,9 @@ from drip.broker import build_broker, embedded_redis_url
 from drip.config import Settings, TransportName
 from drip.contacts.identity import use_hash_key
 from drip.contacts.keys import hash_key_candidates, settle_hash_key
-from drip.db import create_db_engine, session_factory
+from drip.db import create_db_engine, session_factory, transaction, utcnow
 from drip.deliveries.enqueue import enqueue_after_commit
-from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
+from drip.dispatch.scheduler import RECOVERY_JOBS, Scheduler, SchedulerPolicy
 from drip.events.actor import EVENTS_QUEUE, declare_events_actor
 from drip.events.contact_actor import declare_contact_events_actor
 from drip.events.verify import SignatureVerifier
@@ -27,9 +27,20 @@ from drip.sequences.catalog import SequenceCatalog
 from drip.signup.limits import SignupLimiter
 from drip.unsubscribe.links import Links
 from drip.unsubscribe.tokens import TokenSigner
+from drip.webhooks.actor import (
+    WEBHOOKS_QUEUE,
+    SenderPool,
+    declare_webhooks_actor,
+    enqueue_webhooks,
+)
+from drip.webhooks.config_file import load_endpoints_file
+from drip.webhooks.delivery import WebhookSender
+from drip.webhooks.endpoints import sync_file_endpoints
+from drip.webhooks.outbox import deliver_after_commit
+from drip.webhooks.recovery import enqueue_due_webhooks_job
 
 #: Every queue a drip worker consumes.
-QUEUES = (send_actor.SEND_QUEUE, EVENTS_QUEUE)
+QUEUES = (send_actor.SEND_QUEUE, EVENTS_QUEUE, WEBHOOKS_QUEUE)
 
 
 def build_transport(settings: Settings) -> Transport:
@@ -59,6 +70,7 @@ class Runtime:
     sender: DeliverySender
     webhook_verifier: SignatureVerifier | None = None
     signup_limiter: SignupLimiter | None = None
+    webhook_pool: SenderPool | None = None
 
     def enqueue(self, delivery_ids: Sequence[int]) -> None:
         """Enqueue one send message per delivery id."""
@@ -68,6 +80,10 @@ class Runtime:
         """Enqueue committed `queued` rows, or hand them back to the scheduler when Redis
         refuses; True when the broker took them (see `drip.deliveries.enqueue`)."""
         return enqueue_after_commit(self.enqueue, self.sessions, delivery_ids)
+
+    def enqueue_webhooks(self, row_ids: list[int]) -> None:
+        """Enqueue outbox rows for delivery (after the transaction that wrote them commits)."""
+        enqueue_webhooks(self.broker, row_ids)
 
     def scheduler(self) -> Scheduler:
         s = self.settings
@@ -82,9 +98,12 @@ class Runtime:
                 ambiguous_policy=s.ambiguous_policy,
                 confirmation_ttl=s.confirmation_ttl,
             ),
+            jobs=(*RECOVERY_JOBS, enqueue_due_webhooks_job(self.enqueue_webhooks)),
         )
 
     def close(self) -> None:
+        if self.webhook_pool is not None:
+            self.webhook_pool.close()
         self.sender.close()
         self.transport.close()
         self.broker.close()
@@ -160,6 +179,14 @@ def build_runtime(
         queue_lease=settings.queue_lease,
         enqueue_committed=runtime.enqueue_after_commit,
     )
+    file_endpoints = load_endpoints_file(
+        settings.sequences_dir, development=not settings.is_production
+    )
+    with transaction(sessions) as session:
+        sync_file_endpoints(session, file_endpoints, now=utcnow())
+    runtime.webhook_pool = SenderPool(WebhookSender(sessions))
+    declare_webhooks_actor(broker, runtime.webhook_pool)
+    deliver_after_commit(sessions, runtime.enqueue_webhooks)
     runtime.signup_limiter = SignupLimiter(
         settings.redis_url or embedded_redis_url(settings.state_dir),
         namespace=settings.redis_namespace,

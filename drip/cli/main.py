@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from drip.cli import contacts, database, keys, operate, processes, sequences
+from drip.cli import contacts, database, keys, operate, processes, sequences, webhooks
 
 app = typer.Typer(
     name="drip",
@@ -22,6 +22,7 @@ app.add_typer(sequences.app, name="sequences")
 app.command()(sequences.studio)
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(keys.app, name="keys")
+app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(operate.deliveries_app, name="deliveries")
 app.command()(operate.resend)
 app.command()(operate.retry)

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 
 from drip.deliveries.moves import cancel_pending
 from drip.models import Contact, ContactStatus, Enrollment, EnrollmentStatus
+from drip.models.contact import HARD_SUPPRESSIONS
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 
 def lock_contact(session: Session, **where: object) -> Contact | None:
@@ -32,10 +35,28 @@ def stop_contact(
     # A bounced or complaining address keeps that status whatever happens next.
     stronger = status in (ContactStatus.SUPPRESSED, ContactStatus.FORGOTTEN)
     if not contact.is_hard_suppressed and (contact.status is ContactStatus.ACTIVE or stronger):
+        if contact.status is not status:
+            _report_stop(session, contact, status=status, reason=reason, now=now)
         contact.status = status
         contact.status_reason = reason
         contact.status_changed_at = now
     return end_enrollments(session, contact.id, reason=f"contact {status.value}: {reason}", now=now)
+
+
+def _report_stop(
+    session: Session, contact: Contact, *, status: ContactStatus, reason: str, now: datetime
+) -> None:
+    """Tell webhook receivers the contact unsubscribed or was suppressed: the kind of
+    reason only, never its text (a bounce's text can quote the address)."""
+    if status is ContactStatus.UNSUBSCRIBED:
+        event = Event(EventType.CONTACT_UNSUBSCRIBED, contact.id, now)
+    elif status is ContactStatus.SUPPRESSED:
+        kind = reason.split(":", 1)[0].strip()
+        data = {"reason": kind if kind in HARD_SUPPRESSIONS else "other"}
+        event = Event(EventType.CONTACT_SUPPRESSED, contact.id, now, data)
+    else:
+        return
+    emit(session, [event], now=now)
 
 
 def end_enrollments(

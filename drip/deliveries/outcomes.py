@@ -21,6 +21,8 @@ from drip.deliveries.progress import on_the_line
 from drip.deliveries.transitions import Move, transition
 from drip.models import Contact, Delivery, Enrollment, EnrollmentStatus
 from drip.sequences.definition import Sequence as SequenceFile
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 log = structlog.get_logger(__name__)
 
@@ -80,16 +82,41 @@ def follow_up(ended: Ended) -> FollowUp | None:
     return None
 
 
+#: The ends that mean the provider took the email: `email.sent` for webhook receivers.
+SENT_MOVES = frozenset({Move.ACCEPTED, Move.SETTLED_FROM_EVENT})
+
+
+def _report_sent(session: Session, recorded: Sequence[Ended], *, now: datetime) -> None:
+    """`email.sent` for each recorded row the provider took, in one outbox statement."""
+    sent = [
+        Event(
+            EventType.EMAIL_SENT,
+            e.delivery.contact_id,
+            e.at,
+            {
+                "delivery_id": e.delivery.id,
+                "sequence": e.delivery.sequence_id,
+                "step": e.delivery.step_id,
+            },
+        )
+        for e in recorded
+        if e.move in SENT_MOVES
+    ]
+    emit(session, sent, now=now)
+
+
 def record_outcomes(
     session: Session, ended: Sequence[Ended], *, now: datetime, queue_lease: float
 ) -> Recorded:
     """Move each row out of `sending` as its end says, in one UPDATE, then plan what
-    follows those recorded, in one read and one INSERT."""
+    follows those recorded, in one read and one INSERT; rows sent are told to webhook
+    receivers (`email.sent`) in one more INSERT, which writes nothing when none listens."""
     finishes = {e.delivery.id: {"status": transition(e.move).target, **e.values} for e in ended}
     recorded = Recorded(ids=finish_rows(session, finishes, now=now))
     for delivery_id in finishes.keys() - recorded.ids:
         # The lease ran out mid-call and the scheduler took the row over: it plans.
         log.warning("deliveries.end_not_recorded", delivery_id=delivery_id)
+    _report_sent(session, [e for e in ended if e.delivery.id in recorded.ids], now=now)
     requests = [
         (e.delivery.id, request)
         for e in ended

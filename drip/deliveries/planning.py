@@ -39,6 +39,8 @@ from drip.metrics import PLANS_REFUSED
 from drip.models import Contact, Delivery, Enrollment, EnrollmentStatus
 from drip.schedule.planner import next_step, plan_due, subscriber_zone
 from drip.sequences.definition import Sequence
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 log = structlog.get_logger(__name__)
 
@@ -213,6 +215,7 @@ def plan_many(
         return []
     progress_of = read_progress_many(session, {r.enrollment.id for r in requests})
     planned: list[Delivery | None] = []
+    completed: list[Event] = []
     for request in requests:
         current = progress_of[request.enrollment.id]
         if current.pending:
@@ -228,6 +231,7 @@ def plan_many(
             current.passed.add(request.sent_step)
         if request.sent_at is not None:
             current.last_sent = max(current.last_sent or request.sent_at, request.sent_at)
+        was_completed = request.enrollment.status is EnrollmentStatus.COMPLETED
         delivery = schedule_next(
             session,
             enrollment=request.enrollment,
@@ -240,14 +244,23 @@ def plan_many(
             highest=current.highest,
             insert=False,
         )
+        if not was_completed and request.enrollment.status is EnrollmentStatus.COMPLETED:
+            completed.append(_completed(request.enrollment, now))
         if delivery is not None:
             current.highest[delivery.step_id] = delivery.resend_number
             current.pending.add(delivery.step_id)
         planned.append(delivery)
     inserted = insert_deliveries(session, [d for d in planned if d is not None])
     session.flush()  # enrollments completed above
+    emit(session, completed, now=now)
     due_now = {id(d) for d in inserted if d.status is transition(Move.PLAN_NOW).target}
     return [d.id if d is not None and id(d) in due_now else None for d in planned]
+
+
+def _completed(enrollment: Enrollment, now: datetime) -> Event:
+    """`enrollment.completed` for webhook receivers: the run reached its last step."""
+    data = {"sequence": enrollment.sequence_id, "run": enrollment.run}
+    return Event(EventType.ENROLLMENT_COMPLETED, enrollment.contact_id, now, data)
 
 
 def plan_following(

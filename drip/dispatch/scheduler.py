@@ -61,6 +61,7 @@ class TickReport:
     contact_events_applied: int = 0
     contact_events_failed: int = 0
     confirmations_expired: int = 0
+    webhooks_enqueued: int = 0
     enqueue_failures: int = 0
     errors: list[str] = field(default_factory=list)
 

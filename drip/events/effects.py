@@ -5,6 +5,9 @@
 - unsubscribe, group_unsubscribe: the contact is unsubscribed; everything pending is cancelled.
 - processed: recorded; the scheduler uses it to settle a send a dead worker left in `sending`.
 - delivered, deferred, open, click, blocked bounces: recorded on the delivery, for the funnel.
+
+`delivered`, `bounce` and `dropped` are also told to webhook receivers (`email.delivered`,
+`email.bounced`), in the same transaction, in one outbox statement per batch.
 """
 
 from __future__ import annotations
@@ -19,11 +22,20 @@ from sqlalchemy.orm import Session
 from drip.contacts.identity import email_hash
 from drip.contacts.lifecycle import lock_contact, stop_contact
 from drip.models import Contact, ContactStatus, Delivery, ProviderEvent
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 log = structlog.get_logger(__name__)
 
 SUPPRESSING = frozenset({"bounce", "dropped", "spamreport"})
 UNSUBSCRIBING = frozenset({"unsubscribe", "group_unsubscribe"})
+
+#: Provider events that webhook receivers hear about, as the event type they hear.
+REPORTED = {
+    "delivered": EventType.EMAIL_DELIVERED,
+    "bounce": EventType.EMAIL_BOUNCED,
+    "dropped": EventType.EMAIL_BOUNCED,
+}
 
 
 def apply_events(session: Session, event_ids: Sequence[int], *, now: datetime) -> int:
@@ -37,7 +49,45 @@ def apply_events(session: Session, event_ids: Sequence[int], *, now: datetime) -
     for event in events:
         _apply(session, event, now)
         event.processed_at = now
+    _report(session, events, now)
     return len(events)
+
+
+def _report(session: Session, events: Sequence[ProviderEvent], now: datetime) -> None:
+    """Put `email.delivered` and `email.bounced` in the webhook outbox, for events that
+    name a delivery this database has. The provider's reason text is left out: it can
+    quote the address."""
+    reported = [e for e in events if e.event in REPORTED and e.delivery_id is not None]
+    if not reported:
+        return
+    rows = {
+        row.id: row
+        for row in session.execute(
+            select(Delivery.id, Delivery.contact_id, Delivery.sequence_id, Delivery.step_id).where(
+                Delivery.id.in_({e.delivery_id for e in reported})
+            )
+        )
+    }
+    outgoing = []
+    for event in reported:
+        row = rows.get(event.delivery_id)  # type: ignore[arg-type]
+        if row is None:
+            continue
+        data: dict[str, object] = {
+            "delivery_id": row.id,
+            "sequence": row.sequence_id,
+            "step": row.step_id,
+        }
+        if event.event != "delivered":
+            data["bounce_type"] = (
+                "dropped"
+                if event.event == "dropped"
+                else str(event.payload.get("type") or "bounce")
+            )
+        outgoing.append(
+            Event(REPORTED[event.event], row.contact_id, event.occurred_at or now, data)
+        )
+    emit(session, outgoing, now=now)
 
 
 def unprocessed_events(session: Session, *, older_than: datetime, limit: int) -> list[int]:

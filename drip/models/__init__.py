@@ -1,4 +1,5 @@
-"""The tables: contacts, enrollments, deliveries (the schedule) and provider events."""
+"""The tables: contacts, enrollments, deliveries (the schedule), provider events and
+outbound webhooks."""
 
 from drip.models.api_key import ApiKey, ApiRequest
 from drip.models.base import Base
@@ -10,6 +11,14 @@ from drip.models.enrollment import Enrollment, EnrollmentStatus
 from drip.models.event import ProviderEvent
 from drip.models.keys import HashKeyCheck
 from drip.models.operations import AuditEntry, Download, SequenceState
+from drip.models.webhook import (
+    EndpointSource,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookStatus,
+    WebhookSubscription,
+)
 
 __all__ = [
     "PENDING",
@@ -23,10 +32,16 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "Download",
+    "EndpointSource",
     "Enrollment",
     "EnrollmentStatus",
     "HashKeyCheck",
     "LinkClick",
     "ProviderEvent",
     "SequenceState",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookStatus",
+    "WebhookSubscription",
 ]

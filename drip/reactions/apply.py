@@ -29,6 +29,8 @@ from drip.deliveries.planning import schedule_next
 from drip.models import Contact, ContactEvent, Enrollment, EnrollmentStatus
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import Sequence
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +74,8 @@ def apply_contact_event(
             status=EnrollmentStatus.CONVERTED,
         )
         log.info("reactions.converted", sequence=sequence.id, goal=event.name, cancelled=cancelled)
+        data = {"sequence": sequence.id, "run": run.run, "goal": event.name}
+        emit(session, [Event(EventType.ENROLLMENT_CONVERTED, contact.id, now, data)], now=now)
     session.flush()
     due: list[int] = []
     for loaded in catalog:

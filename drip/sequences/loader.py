@@ -23,8 +23,9 @@ from drip.sequences.definition import Sequence
 #: Sequence files are the YAML files at the top of the sequences folder.
 SEQUENCE_SUFFIXES = (".yaml", ".yml")
 
-#: YAML files at the top of the folder that are not sequences (`drip.sequences.samples`).
-NOT_SEQUENCES = frozenset({"samples.yaml"})
+#: YAML files at the top of the folder that are not sequences (`drip.sequences.samples`,
+#: `drip.webhooks.config_file`).
+NOT_SEQUENCES = frozenset({"samples.yaml", "webhooks.yaml"})
 
 #: Templates live here, below the sequences folder.
 TEMPLATES_SUBDIR = "templates"

@@ -29,6 +29,8 @@ from drip.deliveries.planning import plan_following, queue_off_schedule
 from drip.deliveries.progress import read_progress
 from drip.models import Contact, ContactStatus, Enrollment, EnrollmentStatus
 from drip.sequences.definition import Sequence
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 #: How much earlier than the request it answers a confirmation token may look: the API
 #: stamps the request and a worker, on another machine's clock, signs the email after it.
@@ -98,6 +100,8 @@ def confirm_enrollment(
         now,
     )
     enrollment.status, enrollment.confirm_requested_at = EnrollmentStatus.ACTIVE, None
+    data = {"sequence": sequence.id}
+    emit(session, [Event(EventType.CONTACT_CONFIRMED, contact.id, now, data)], now=now)
     result = ConfirmResult(True)
     received = read_progress(session, enrollment.id).passed
     first = sequence.steps[0]

@@ -37,6 +37,8 @@ from drip.models.contact import new_public_id
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import CONFIRM_STEP
 from drip.signup.request import SignupRequest
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 #: A second signup within this time does not send a second confirmation email.
 CONFIRMATION_COOLDOWN = timedelta(hours=1)
@@ -94,6 +96,8 @@ def enroll_contact(
             fresh=True,
         )
         queued = delivery.id if delivery is not None and delivery.lease_until is not None else None
+        data = {"sequence": sequence.id, "source": request.source}
+        emit(session, [Event(EventType.CONTACT_SUBSCRIBED, contact.id, now, data)], now=now)
         return SignupResult(delivery_to_enqueue=queued, enrolled=True)
     return _request_confirmation(
         session,
