@@ -174,6 +174,9 @@ def test_wcag_contrast_is_computed_as_the_standard_defines_it() -> None:
     grey = parse_color("#777777")
     assert grey is not None
     assert contrast_ratio(grey, white) == pytest.approx(4.48, abs=0.01)  # WebAIM's figure
+    near_black = parse_color("#0a0a0a")  # its channels fall in the linear part of sRGB
+    assert near_black is not None
+    assert contrast_ratio(near_black, white) == pytest.approx(19.80, abs=0.01)
     assert parse_color("rgb(119, 119, 119)") == grey
     assert parse_color("rgba(0, 0, 0, 0.5)") == (0, 0, 0, 0.5)
     assert parse_color("#0000") == (0, 0, 0, 0.0)
