@@ -124,15 +124,21 @@ def create_studio_app(config: StudioConfig) -> Starlette:
             sample = find_sample(snapshot.samples, query.get("sample") or None)
         except KeyError as exc:
             return _json({"missing": str(exc.args[0])}, 404)
-        shown = await anyio.to_thread.run_sync(
-            lambda: show_email(
-                snapshot,
-                query.get("sequence", ""),
-                query.get("step", ""),
-                sample,
-                links=preview_links,
-            )
-        )
+
+        def render() -> dict[str, Any]:
+            try:
+                return show_email(
+                    snapshot,
+                    query.get("sequence", ""),
+                    query.get("step", ""),
+                    sample,
+                    links=preview_links,
+                )
+            except Exception as exc:  # whatever a file does, the page shows it and lives on
+                message = f"{type(exc).__name__}: {exc}"
+                return {"error": {"message": message, "file": None, "line": None, "excerpt": []}}
+
+        shown = await anyio.to_thread.run_sync(render)
         shown["generation"] = snapshot.generation
         return _json(shown, 404 if "missing" in shown else 200)
 

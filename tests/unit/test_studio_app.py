@@ -340,3 +340,15 @@ def test_the_server_listens_on_loopback_only(folder: Path, tmp_path: Path) -> No
     config = StudioConfig(folder=folder, postal_address=ADDRESS, base_url="https://x.example")
     server = studio_server(config, port=8999)
     assert (server.config.host, server.config.port) == ("127.0.0.1", 8999)
+
+
+def test_a_template_that_is_not_text_is_an_error_on_the_page_not_a_crash(
+    folder: Path, tmp_path: Path
+) -> None:
+    (folder / TEMPLATE_3).write_bytes(b"\xff\xfe<p>\x00\x81</p>")
+    client = studio(folder, tmp_path)
+    error = show(client)["error"]
+    assert isinstance(error, dict)
+    assert "UnicodeDecodeError" in error["message"] or "codec" in error["message"]
+    assert client.get("/api/state").json()["problems"]
+    assert "html" in show(client, "template-delivery")
