@@ -79,9 +79,7 @@ def compose_specimen(
         unsubscribe_mailto=links.unsubscribe_mailto,
         custom_args=custom_args or {"sequence": sequence.id, "step": step.id},
     )
-    return Specimen(
-        rendered, message, footer_url, frozenset({footer_url, *step_links.values()})
-    )
+    return Specimen(rendered, message, footer_url, frozenset({footer_url, *step_links.values()}))
 
 
 def subject_for(
