@@ -101,14 +101,14 @@ def list_command(as_json: bool = JSON) -> None:
         ["id", "url", "events", "secret", "source", "state"],
         [
             [
-                r["id"],
-                r["url"],
-                ",".join(r["events"]),
-                r["secret_env"],
-                r["source"],
-                "enabled" if r["enabled"] else f"disabled: {r['disabled_reason']}",
+                v.id,
+                v.url,
+                ",".join(v.events),
+                v.secret_env,
+                v.source,
+                "enabled" if v.enabled else f"disabled: {v.disabled_reason}",
             ]
-            for r in rows
+            for v in views
         ],
     )
 

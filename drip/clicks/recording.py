@@ -4,12 +4,17 @@ A person's click and a machine's are kept in separate rows under one unique key
 (`delivery_id`, `link_index`, `human`), inserted with on-conflict-do-nothing: however many
 times a link is followed, the funnel counts it once, and a scanner that follows it first
 never stands in for the person who follows it later. A repeat adds to `count` only.
+
+A person's first click on a link is told to webhook receivers (`email.clicked`), in the
+same transaction; the link goes without its query and fragment, which may carry
+personal values a template put there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -17,6 +22,8 @@ from sqlalchemy.orm import Session
 from drip.clicks.rule import machine_reason
 from drip.db import upsert_statement
 from drip.models import Delivery, LinkClick
+from drip.webhooks.events import Event, EventType
+from drip.webhooks.outbox import emit
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,15 @@ def record_click(
             )
             .values(count=LinkClick.count + 1)
         )
+    if human and new_id is not None:
+        data = {
+            "delivery_id": delivery_id,
+            "sequence": sequence_id,
+            "step": step_id,
+            "link_index": link_index,
+            "url": urlunsplit(urlsplit(url)._replace(query="", fragment="")),
+        }
+        emit(session, [Event(EventType.EMAIL_CLICKED, contact_id, now, data)], now=now)
     return RecordedClick(
         delivery_id=delivery_id,
         contact_id=contact_id,

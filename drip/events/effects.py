@@ -70,7 +70,7 @@ def _report(session: Session, events: Sequence[ProviderEvent], now: datetime) ->
     }
     outgoing = []
     for event in reported:
-        row = rows.get(event.delivery_id)  # type: ignore[arg-type]
+        row = rows.get(event.delivery_id)
         if row is None:
             continue
         data: dict[str, object] = {

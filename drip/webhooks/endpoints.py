@@ -9,6 +9,7 @@ and enables it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,13 +57,14 @@ def add_endpoint(
     """Add an endpoint, or update and enable the one with this URL; audited.
     WebhookConfigError names each bad argument."""
     problems = []
-    for name, check, value in (
-        ("url", lambda v: check_url(v, development=development), url),
-        ("--events", check_events, events),
-        ("--secret-env", check_secret_env, secret_env),
-    ):
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("url", lambda: check_url(url, development=development)),
+        ("--events", lambda: check_events(events)),
+        ("--secret-env", lambda: check_secret_env(secret_env)),
+    ]
+    for name, check in checks:
         try:
-            check(value)  # type: ignore[operator]
+            check()
         except ValueError as exc:
             problems.append(Problem("drip webhooks add", None, name, str(exc)))
     if problems:

@@ -18,6 +18,9 @@ RETRY_WINDOW = timedelta(days=3)
 BASE_DELAY = timedelta(seconds=10)
 MAX_DELAY = timedelta(hours=6)
 
+#: The jitter's source, unless a caller passes its own (a test, for repeatable draws).
+_RNG = random.Random()
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -33,8 +36,8 @@ def compute_backoff(
 ) -> timedelta:
     """The wait after the `attempts`-th failed attempt (1-based), jittered."""
     exponent = min(max(attempts - 1, 0), 40)  # 2**40 times any base is past any cap
-    ceiling = min(policy.base * (2**exponent), policy.cap)
-    return ceiling * (rng or random).uniform(0.5, 1.0)
+    ceiling = min(policy.base * (1 << exponent), policy.cap)
+    return ceiling * (rng or _RNG).uniform(0.5, 1.0)
 
 
 def next_attempt(

@@ -13,12 +13,20 @@ from pathlib import Path
 
 import dramatiq
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from drip.clicks.recording import record_click
 from drip.config import Settings
 from drip.db import transaction, utcnow
 from drip.keys.store import create_key
-from drip.models import Contact, WebhookAttempt, WebhookEndpoint, WebhookEvent, WebhookStatus
+from drip.models import (
+    Contact,
+    Delivery,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookStatus,
+)
 from drip.runtime import QUEUES, Runtime, build_runtime
 from drip.signup.confirm import confirm_enrollment
 from drip.testing.fake_sendgrid import FakeSendGrid
@@ -35,6 +43,9 @@ from tests.integration.webhook_receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"the receiver's own secret, 32 b.").decode()
 SECRET_ENV = "DRIP_WEBHOOK_TEST_SECRET"
+
+#: A person's browser, as the click rule sees one.
+BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Safari/605.1.15"
 
 #: Retries a test can watch: a fraction of a second apart instead of ten seconds and up.
 FAST = RetryPolicy(base=timedelta(milliseconds=100), cap=timedelta(milliseconds=400))
@@ -131,6 +142,22 @@ def test_every_event_type_reaches_the_receiver_signed(
             "delivery_id": ann_first.delivery_id,
         }
         assert signed_post(runtime, [delivered]).status_code == 200
+        # Ann follows a link in email 1 (a person: a browser, a minute after it arrived)
+        with transaction(runtime.sessions) as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == int(ann_first.delivery_id))
+                .values(sent_at=utcnow() - timedelta(minutes=1))
+            )
+            assert record_click(
+                session,
+                delivery_id=int(ann_first.delivery_id),
+                link_index=0,
+                url="https://example.com/guide?utm_source=drip&who=ann@example.com#top",
+                method="GET",
+                user_agent=BROWSER,
+                now=utcnow(),
+            ).human
         # A second subscriber's email bounces: bounced, suppressed
         assert client.post("/signups", json={"email": "bea@example.com"}).status_code == 202
         wait_for(lambda: len(fake_sendgrid.accepted) == 4, what="bea's email 1")
@@ -169,7 +196,7 @@ def test_every_event_type_reaches_the_receiver_signed(
         headers = {"Authorization": f"Bearer {key.token}"}
         assert client.post("/v1/events", json=purchase, headers=headers).status_code == 202
 
-        expected = set(EVENT_TYPES) - {"email.clicked"}
+        expected = set(EVENT_TYPES)
         wait_for(
             lambda: expected <= {r.event_type for r in receiver.accepted()},
             timeout=30,
@@ -191,6 +218,7 @@ def test_every_event_type_reaches_the_receiver_signed(
     assert by_type["contact.suppressed"].body["data"]["reason"] == "bounce"
     assert "bea@example.com" not in str(by_type["email.bounced"].body)
     assert by_type["enrollment.converted"].body["data"]["goal"] == "purchased"
+    assert by_type["email.clicked"].body["data"]["url"] == "https://example.com/guide"
     sent_ids = [r.event_id for r in received if r.event_type == "email.sent"]
     assert len(set(sent_ids)) >= 4
     # The outbox holds each event once per endpoint, and each is delivered
