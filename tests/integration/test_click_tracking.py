@@ -175,6 +175,11 @@ def test_a_click_on_arrival_is_a_machine_and_forged_tokens_redirect_nowhere(
     # A gateway that follows the link as the email arrives is a machine, not a reader
     assert client.get(guide, headers={"User-Agent": BROWSER}).status_code == 302
     assert clicks(runtime) == [(delivery_id, 0, False, "too_soon", 1)]
+    with runtime.sessions() as session:
+        welcome = next(s for s in funnel(session, runtime.catalog) if s.step == "welcome")
+        (line,) = link_funnel(session, runtime.catalog)
+    assert welcome.counts["human_clicks"] == 0
+    assert (line.human_clicks, line.machine_clicks) == (0, 1)
 
     token = guide.rsplit("/", 1)[1]
     forged = [

@@ -51,6 +51,12 @@ def test_a_known_scanner_or_a_missing_agent_is_a_machine(agent: str | None) -> N
 
 
 def test_a_click_within_seconds_of_the_send_is_a_machine() -> None:
+    assert MIN_SECONDS_AFTER_SEND == 10.0  # the documented window (README, Links)
+    five = SENT + timedelta(seconds=5)
+    assert (
+        machine_reason(method="GET", user_agent=BROWSER, clicked_at=five, sent_at=SENT)
+        is MachineReason.TOO_SOON
+    )
     soon = SENT + timedelta(seconds=MIN_SECONDS_AFTER_SEND - 0.5)
     assert (
         machine_reason(method="GET", user_agent=BROWSER, clicked_at=soon, sent_at=SENT)
