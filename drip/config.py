@@ -34,6 +34,17 @@ class TransportName(StrEnum):
     OUTBOX = "outbox"
 
 
+class DatabasePooling(StrEnum):
+    """What stands between drip and PostgreSQL. `session`: nothing, or a pooler that gives a
+    client one server connection for its whole session. `transaction`: PgBouncer in
+    transaction pooling, where consecutive transactions may run on different server
+    connections, so drip prepares no statement on the server (psycopg's automatic prepared
+    statements are turned off)."""
+
+    SESSION = "session"
+    TRANSACTION = "transaction"
+
+
 class AmbiguousPolicy(StrEnum):
     """What to do with a send whose outcome is unknown and that no `processed` event confirmed."""
 
@@ -48,6 +59,13 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.DEVELOPMENT
     database_url: str = "sqlite:///drip.db"
+    #: Connections each process keeps open once used (at least its worker threads).
+    db_pool_size: int = Field(default=5, gt=0)
+    #: Connections a process may open beyond `db_pool_size` under load, closed once returned.
+    #: A process never holds more than max(db_pool_size, worker_threads) + db_max_overflow.
+    db_max_overflow: int = Field(default=5, ge=0)
+    #: `transaction` when DRIP_DATABASE_URL points at PgBouncer in transaction pooling.
+    database_pooling: DatabasePooling = DatabasePooling.SESSION
     redis_url: str | None = None
     redis_namespace: str = "drip"
     transport: TransportName | None = None

@@ -1,4 +1,13 @@
-"""Engine and sessions for PostgreSQL and SQLite, and the clock every stored time uses."""
+"""Engine and sessions for PostgreSQL and SQLite, and the clock every stored time uses.
+
+Connections are bounded per process (`drip.pools` sizes each process's engine). Through
+PgBouncer in transaction pooling, a client's consecutive transactions may run on different
+server connections, so a statement prepared on one is unknown to the next ("prepared
+statement ... does not exist") or collides with another client's ("... already exists"):
+`transaction_pooling=True` turns off psycopg's automatic prepared statements. Everything
+else drip keeps on a connection is transaction-scoped (advisory locks are
+`pg_advisory_xact_lock`, no `SET` outside a transaction), so it is safe there.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +30,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+def create_db_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    transaction_pooling: bool = False,
+) -> Engine:
+    """An engine for `url`. PostgreSQL: at most `pool_size + max_overflow` connections
+    (`max_overflow` defaults to `pool_size`), and no server-side prepared statements when
+    `transaction_pooling` (PgBouncer in transaction mode). SQLite gets WAL, a busy timeout
+    and foreign keys."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
@@ -31,7 +49,15 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # psycopg prepares a statement on the server after its 5th run on a connection; None: never.
+    connect_args = {"prepare_threshold": None} if transaction_pooling else {}
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -13,12 +13,13 @@ from drip.broker import build_broker, embedded_redis_url
 from drip.config import Settings, TransportName
 from drip.contacts.identity import use_hash_key
 from drip.contacts.keys import hash_key_candidates, settle_hash_key
-from drip.db import create_db_engine, session_factory, transaction, utcnow
+from drip.db import session_factory, transaction, utcnow
 from drip.deliveries.enqueue import enqueue_after_commit
 from drip.dispatch.scheduler import RECOVERY_JOBS, Scheduler, SchedulerPolicy
 from drip.events.actor import EVENTS_QUEUE, declare_events_actor
 from drip.events.contact_actor import declare_contact_events_actor
 from drip.events.verify import SignatureVerifier
+from drip.pools import process_engine
 from drip.send import actor as send_actor
 from drip.send.sender import DeliverySender, SendPolicy
 from drip.send.throttle import SendThrottle
@@ -117,7 +118,7 @@ def build_runtime(
     catalog = SequenceCatalog.load(
         settings.sequences_dir, postal_address=settings.resolved_postal_address()
     )
-    engine = create_db_engine(settings.database_url, pool_size=max(settings.worker_threads, 5))
+    engine = process_engine(settings)
     sessions = session_factory(engine)
     signer = TokenSigner(settings.resolved_secret_key(), settings.fallback_keys)
     candidates = hash_key_candidates(

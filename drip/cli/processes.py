@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -94,6 +95,9 @@ def worker(
     threads: int = typer.Option(8, min=1, help="Threads per process."),
 ) -> None:
     """Dramatiq's own worker over drip's broker (any number may run)."""
+    # Each worker process builds its runtime from this environment: its database pool
+    # follows --threads (drip.db.pool_limits), one connection per thread at least.
+    os.environ["DRIP_WORKER_THREADS"] = str(threads)
     with opened_runtime(load_settings()):
         pass  # checks the settings and sequence files before handing over
     options = ["--processes", str(processes), "--threads", str(threads), "--queues", *QUEUES]
