@@ -34,7 +34,15 @@ def compose() -> dict[str, object]:
 
 def test_compose_runs_postgres_redis_a_migration_and_each_process(compose: dict) -> None:  # type: ignore[type-arg]
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "scheduler", "worker"}
+    assert set(services) == {
+        "postgres",
+        "pgbouncer",
+        "redis",
+        "migrate",
+        "api",
+        "scheduler",
+        "worker",
+    }
     assert services["migrate"]["command"] == ["drip", "db", "upgrade"]
     assert services["api"]["command"][:2] == ["drip", "api"]
     assert services["scheduler"]["command"] == ["drip", "scheduler"]
@@ -45,13 +53,31 @@ def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependen
     compose: dict,  # type: ignore[type-arg]
 ) -> None:
     services = compose["services"]
-    for name in ("postgres", "redis", "api", "scheduler", "worker"):
+    for name in ("postgres", "pgbouncer", "redis", "api", "scheduler", "worker"):
         assert services[name]["healthcheck"]["test"], name
     for name in ("api", "scheduler", "worker"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["pgbouncer"]["condition"] == "service_healthy"
         assert services[name]["environment"]["DRIP_DATABASE_URL"].startswith("postgresql://")
+
+
+def test_the_services_reach_postgres_through_pgbouncer_in_transaction_pooling(
+    compose: dict,  # type: ignore[type-arg]
+) -> None:
+    services = compose["services"]
+    bouncer = services["pgbouncer"]["environment"]
+    assert bouncer["POOL_MODE"] == "transaction"
+    assert bouncer["DB_HOST"] == "postgres"
+    for name in ("api", "scheduler", "worker"):
+        environment = services[name]["environment"]
+        assert "@pgbouncer:6432/" in environment["DRIP_DATABASE_URL"], name
+        assert environment["DRIP_DATABASE_POOLING"] == "transaction", name
+    # Migrations run on PostgreSQL directly: one long session, nothing to pool.
+    migrate = services["migrate"]["environment"]
+    assert "@postgres:5432/" in migrate["DRIP_DATABASE_URL"]
+    assert migrate["DRIP_DATABASE_POOLING"] == "session"
 
 
 def test_compose_refuses_to_start_without_the_production_secrets() -> None:
