@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 
 from drip.cli.main import app as cli
 from drip.config import Settings
+from drip.db import transaction, utcnow
+from drip.events.store import store_events
 from drip.models import Contact, Delivery, LinkClick
 from drip.render.variants import choose_variant
 from drip.reports.funnel import funnel, link_funnel
@@ -32,6 +34,16 @@ from tests.integration.test_processes import settings_env
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 SUBJECTS = ["Welcome, {{ contact.first_name or 'friend' }}", "Your guide is here"]
 TRACKED = re.compile(r"https://drip\.test/l/[\w.-]+")
+
+
+#: The admin page's token in these tests.
+ADMIN = "admin-token-for-the-click-tests-0123456789"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The integration settings with the admin page on."""
+    return settings.model_copy(update={"admin_token": ADMIN})
 
 
 @pytest.fixture
@@ -163,6 +175,19 @@ def test_tracked_links_redirect_once_counted_and_scanners_do_not_count(
     assert [(x["link"], x["human_clicks"]) for x in report["links"]] == [(0, 1), (1, 1)]
     assert report["subject_tests"][0]["verdict"].startswith("not enough data yet")
 
+    # And so does /admin: every step, human clicks with their rate, and the tracked links
+    page = client.get("/admin", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert page.status_code == 200
+    rows = re.findall(r"<tr><td>(\w+)</td>", page.text)
+    assert rows[:3] == ["welcome", "second", "third"]
+    assert "<th>human_clicks</th>" in page.text
+    assert "<td>1 (100%)</td>" in page.text
+    assert "Tracked links" in page.text
+    assert (
+        "utm_content=welcome#start</td><td>1</td><td>1</td><td>100.0%</td><td>1</td>" in page.text
+    )
+    assert "not enough data yet" in page.text
+
 
 def test_a_click_on_arrival_is_a_machine_and_forged_tokens_redirect_nowhere(
     runtime: Runtime, worker: dramatiq.Worker, fake_sendgrid: FakeSendGrid
@@ -224,3 +249,32 @@ def test_each_contact_gets_its_subject_variant_recorded_on_the_delivery(
         assert variant == choose_variant(public_id, "welcome", 2)
         assert by_delivery[delivery_id] == expected_subjects[variant]
     assert {variant for _, variant, _ in rows} == {0, 1}  # eight readers: both arms used
+
+
+def test_machine_opens_are_counted_apart_and_the_note_says_so(
+    runtime: Runtime, worker: dramatiq.Worker, fake_sendgrid: FakeSendGrid, settings: Settings
+) -> None:
+    sent = signup_and_send(runtime, fake_sendgrid, ["cy@example.com", "dee@example.com"])
+    drain(runtime, worker)
+    # Given one open by a person and one by Apple's privacy proxy, as SendGrid reports them
+    events = [
+        {
+            "event": "open",
+            "sg_event_id": f"open-{n}",
+            "delivery_id": view["custom_args"]["delivery_id"],
+            "email": view["personalizations"][0]["to"][0]["email"],
+            "timestamp": int(utcnow().timestamp()),
+            "sg_machine_open": machine,
+        }
+        for n, (view, machine) in enumerate(zip(sent, (True, False), strict=True))
+    ]
+    with transaction(runtime.sessions) as session:
+        store_events(session, events, now=utcnow())
+    # Then the funnel counts both opens and says how many were a machine's
+    with runtime.sessions() as session:
+        welcome = next(s for s in funnel(session, runtime.catalog) if s.step == "welcome")
+    assert (welcome.counts["opened"], welcome.machine_opened) == (2, 1)
+    result = CliRunner().invoke(cli, ["stats"], env=settings_env(settings) | {"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "1 flagged sg_machine_open" in " ".join(result.output.split())
+    assert "opens never drive conditions" in " ".join(result.output.split())
