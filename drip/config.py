@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     #: Where the embedded defaults keep their state: the generated secret and the embedded Redis.
     state_dir: Path = Path(".drip")
+    #: Days raw provider events are kept; older months are counted, then removed.
+    event_retention: int = Field(default=180, gt=0)
     #: Addresses (comma-separated) the studio's test-send button may send to; unset: none.
     test_recipients: str = ""
 

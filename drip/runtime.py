@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from dramatiq import Actor, Broker
 from sqlalchemy import Engine
@@ -98,6 +99,7 @@ class Runtime:
                 send_lease=s.send_lease,
                 ambiguous_policy=s.ambiguous_policy,
                 confirmation_ttl=s.confirmation_ttl,
+                event_retention=timedelta(days=s.event_retention),
             ),
             jobs=(*RECOVERY_JOBS, enqueue_due_webhooks_job(self.enqueue_webhooks)),
         )

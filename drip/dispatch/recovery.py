@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,8 @@ class Recovery:
     queue_lease: float
     ambiguous_policy: AmbiguousPolicy
     confirmation_ttl: float
+    #: Raw provider events older than this are counted, then removed (`drip.retention`).
+    event_retention: timedelta = timedelta(days=180)
 
     def enqueue_committed(self, delivery_ids: list[int]) -> bool:
         """Enqueue rows this job committed as queued; hand them back if Redis refuses."""

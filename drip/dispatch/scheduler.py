@@ -23,6 +23,7 @@ from drip.deliveries.moves import claim_due
 from drip.dispatch.recovery import Recovery, RecoveryJob, renew_lost_messages
 from drip.events.contact_recovery import apply_stale_contact_events
 from drip.events.recovery import apply_stale_events
+from drip.retention.recovery import keep_event_retention
 from drip.send.recovery import settle_sending
 from drip.sequences.catalog import SequenceCatalog
 from drip.signup.recovery import expire_stale_confirmations
@@ -36,13 +37,14 @@ RECOVERY_INTERVAL = 5.0
 MAX_BATCHES_PER_TICK = 50
 
 #: The recovery jobs, in the order they run: lost messages, lost answers, lost provider
-#: events, lost events of other apps, stale confirmations.
+#: events, lost events of other apps, stale confirmations, event retention (daily).
 RECOVERY_JOBS: tuple[RecoveryJob, ...] = (
     ("renew_lost_messages", renew_lost_messages),
     ("settle_sending", settle_sending),
     ("apply_stale_events", apply_stale_events),
     ("apply_stale_contact_events", apply_stale_contact_events),
     ("expire_stale_confirmations", expire_stale_confirmations),
+    ("keep_event_retention", keep_event_retention),
 )
 
 __all__ = ["RECOVERY_JOBS", "Enqueue", "Scheduler", "SchedulerPolicy", "TickReport"]
@@ -80,6 +82,7 @@ class SchedulerPolicy:
     send_lease: float
     ambiguous_policy: AmbiguousPolicy
     confirmation_ttl: float = 7 * 86400
+    event_retention: timedelta = timedelta(days=180)
 
 
 class Scheduler:
@@ -155,6 +158,7 @@ class Scheduler:
             queue_lease=self.policy.queue_lease,
             ambiguous_policy=self.policy.ambiguous_policy,
             confirmation_ttl=self.policy.confirmation_ttl,
+            event_retention=self.policy.event_retention,
         )
         for name, job in self.jobs:
             try:

@@ -1,9 +1,17 @@
 """Store provider events once each, keyed by SendGrid's `sg_event_id`.
 
 Replays (SendGrid retries a batch it thinks failed) insert nothing and so have no
-second effect. An event without an id gets one from a hash of its content. The
-delivery is found through `delivery_id`, which drip sets in `custom_args` and SendGrid
-returns as a top-level field of every event.
+second effect: the id goes into `provider_event_ids` first (its primary key), and the event
+is stored only when that insert added a row. A separate table because `provider_events` is
+partitioned by month on PostgreSQL, where a unique key must contain the partition key; the
+ids are kept as long as the events (`DRIP_EVENT_RETENTION`), far beyond SendGrid's retries.
+
+Each stored event is marked when it is its delivery's first of its name (and its first
+machine open): the funnel counts those rows, raw or aggregated (`drip.retention`).
+
+An event without an id gets one from a hash of its content. The delivery is found
+through `delivery_id`, which drip sets in `custom_args` and SendGrid returns
+as a top-level field of every event.
 
 An event about a forgotten contact, or about an address drip does not know, is stored
 redacted (`drip.contacts.privacy`): its address, IP, user agent and reason text never
@@ -17,11 +25,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
 from drip.contacts.privacy import redact_payload, redactions
 from drip.db import upsert_statement
-from drip.models import ProviderEvent
+from drip.models import ProviderEvent, ProviderEventId
 
 
 def event_id(event: dict[str, Any]) -> str:
@@ -59,19 +68,42 @@ def store_events(session: Session, events: list[dict[str, Any]], *, now: datetim
     )
     stored: list[int] = []
     for event, redact in zip(events, redacted, strict=True):
+        seen = session.scalar(
+            upsert_statement(session, ProviderEventId)
+            .values(sg_event_id=event_id(event), received_at=now)
+            .on_conflict_do_nothing(index_elements=["sg_event_id"])
+            .returning(ProviderEventId.sg_event_id)
+        )
+        if seen is None:
+            continue
+        name = str(event.get("event") or "unknown")[:32]
+        delivery = delivery_of(event)
+        machine = name == "open" and event.get("sg_machine_open") is True
+        first = delivery is not None and not _has(session, delivery, ProviderEvent.event == name)
+        first_machine = machine and not _has(
+            session, delivery, ProviderEvent.first_machine_open.is_(True)
+        )
         new_id = session.scalar(
-            upsert_statement(session, ProviderEvent)
+            insert(ProviderEvent)
             .values(
-                sg_event_id=event_id(event),
-                event=str(event.get("event") or "unknown")[:32],
-                delivery_id=delivery_of(event),
+                sg_event_id=seen,
+                event=name,
+                delivery_id=delivery,
                 payload=redact_payload(event) if redact else event,
                 occurred_at=occurred_at(event),
                 received_at=now,
+                first_of_kind=first,
+                first_machine_open=first_machine,
             )
-            .on_conflict_do_nothing(index_elements=["sg_event_id"])
             .returning(ProviderEvent.id)
         )
         if new_id is not None:
             stored.append(new_id)
     return stored
+
+
+def _has(session: Session, delivery: int | None, condition: Any) -> bool:
+    """Whether an event of `delivery` matching `condition` is stored already."""
+    return bool(
+        session.scalar(select(exists().where(ProviderEvent.delivery_id == delivery, condition)))
+    )

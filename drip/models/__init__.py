@@ -11,6 +11,7 @@ from drip.models.enrollment import Enrollment, EnrollmentStatus
 from drip.models.event import ProviderEvent
 from drip.models.keys import HashKeyCheck
 from drip.models.operations import AuditEntry, Download, SequenceState
+from drip.models.retention import EventCount, EventMonth, HousekeepingRun, ProviderEventId
 from drip.models.webhook import (
     EndpointSource,
     WebhookAttempt,
@@ -35,9 +36,13 @@ __all__ = [
     "EndpointSource",
     "Enrollment",
     "EnrollmentStatus",
+    "EventCount",
+    "EventMonth",
     "HashKeyCheck",
+    "HousekeepingRun",
     "LinkClick",
     "ProviderEvent",
+    "ProviderEventId",
     "SequenceState",
     "WebhookAttempt",
     "WebhookEndpoint",

@@ -1,11 +1,16 @@
-"""Provider events, stored once each by the provider's `sg_event_id`."""
+"""Provider events, stored once each by the provider's `sg_event_id`.
+
+On PostgreSQL the table is partitioned by month of `received_at` (`drip.retention`), so
+its primary key is (id, received_at) and `sg_event_id` is kept unique through the
+`provider_event_ids` table; SQLite keeps one plain table.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, String, text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import utcnow
@@ -27,7 +32,7 @@ class ProviderEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    sg_event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    sg_event_id: Mapped[str] = mapped_column(String(200))
     event: Mapped[str] = mapped_column(String(32))
     # No foreign key: an event may name a delivery this database no longer has.
     delivery_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
@@ -35,3 +40,7 @@ class ProviderEvent(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The delivery's first event of this name: the row the funnel counts, raw or aggregated.
+    first_of_kind: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The delivery's first open that SendGrid flagged `sg_machine_open`.
+    first_machine_open: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from drip.models import (
@@ -30,8 +30,8 @@ from drip.models import (
     Enrollment,
     EnrollmentStatus,
     LinkClick,
-    ProviderEvent,
 )
+from drip.retention.aggregates import MACHINE_OPEN, step_event_counts
 from drip.sequences.catalog import SequenceCatalog
 
 #: Printed under every funnel: what the open counts are worth.
@@ -181,26 +181,16 @@ def funnel(
             target["sent"] += count
         elif status is DeliveryStatus.FAILED:
             target["failed"] += count
-    for seq, step, event, count in session.execute(
-        select(
-            Delivery.sequence_id,
-            Delivery.step_id,
-            ProviderEvent.event,
-            func.count(func.distinct(ProviderEvent.delivery_id)),
-        )
-        .join(ProviderEvent, ProviderEvent.delivery_id == Delivery.id)
-        .where(*scope, ProviderEvent.event.in_(EVENT_COLUMNS))
-        .group_by(Delivery.sequence_id, Delivery.step_id, ProviderEvent.event)
-    ):
-        row(seq, step).counts[EVENT_COLUMNS[event]] += count
-    machine_open = ProviderEvent.payload["sg_machine_open"].as_boolean()
-    for seq, step, count in session.execute(
-        select(Delivery.sequence_id, Delivery.step_id, func.count(func.distinct(Delivery.id)))
-        .join(ProviderEvent, ProviderEvent.delivery_id == Delivery.id)
-        .where(*scope, ProviderEvent.event == "open", machine_open == true())
-        .group_by(Delivery.sequence_id, Delivery.step_id)
-    ):
-        row(seq, step).machine_opened += count
+    # Provider events: counted months from their daily counts, the rest from raw rows, so
+    # the funnel reads the same before and after a prune (drip.retention.aggregates).
+    events = step_event_counts(
+        session, scope=scope, events=EVENT_COLUMNS, since=since, sequence=sequence
+    )
+    for (seq, step, event), count in events.items():
+        if event == MACHINE_OPEN:
+            row(seq, step).machine_opened += count
+        else:
+            row(seq, step).counts[EVENT_COLUMNS[event]] += count
     for seq, step, count in session.execute(
         select(
             Delivery.sequence_id,

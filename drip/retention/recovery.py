@@ -1,0 +1,54 @@
+"""The scheduler's job for retention: partitions created ahead, closed months counted, and
+raw events older than the retention removed, at most once a day across all schedulers.
+
+The last run is kept in `housekeeping_runs`; the row is locked for the run, so two
+schedulers never run it together (the second finds it locked, or already run, and skips).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import select
+
+from drip.db import upsert_statement
+from drip.dispatch.recovery import Recovery
+from drip.models import HousekeepingRun
+from drip.retention.partitions import create_ahead, is_partitioned
+from drip.retention.prune import prune
+
+log = structlog.get_logger(__name__)
+
+#: The job's name in `housekeeping_runs`.
+NAME = "event_retention"
+
+#: How often the job runs at most.
+EVERY = timedelta(days=1)
+
+
+def keep_event_retention(recovery: Recovery) -> dict[str, int]:
+    """Once a day: create the coming months' partitions, count closed months, prune."""
+    with recovery.sessions() as session, session.begin():
+        session.execute(
+            upsert_statement(session, HousekeepingRun)
+            .values(name=NAME, ran_at=recovery.now - EVERY)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        locked = select(HousekeepingRun.ran_at).where(HousekeepingRun.name == NAME)
+        if session.get_bind().dialect.name == "postgresql":
+            locked = locked.with_for_update(skip_locked=True)
+        last = session.scalar(locked)
+        if last is None or recovery.now - last < EVERY:
+            return {}
+        created = create_ahead(session, now=recovery.now) if is_partitioned(session) else []
+        plan = prune(session, now=recovery.now, retention=recovery.event_retention)
+        session.get(HousekeepingRun, NAME).ran_at = recovery.now  # type: ignore[union-attr]
+    log.info(
+        "retention.kept",
+        partitions_created=created,
+        months_counted=[f"{m:%Y-%m}" for m in plan.aggregated],
+        months_pruned=[f"{m.month:%Y-%m}" for m in plan.months if m.kept_because is None],
+        events_pruned=plan.events,
+    )
+    return {}
