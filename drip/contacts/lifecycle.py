@@ -67,15 +67,18 @@ def end_enrollments(
     now: datetime,
     sequence_id: str | None = None,
     status: EnrollmentStatus = EnrollmentStatus.CANCELLED,
+    finished_too: bool = False,
 ) -> int:
     """Cancel the contact's pending deliveries and end its open enrollments (of one
     sequence, or all) with `status` (cancelled, or converted by a goal); return how many
-    deliveries were cancelled. The caller holds the contact row lock."""
+    deliveries were cancelled. With `finished_too`, a finished run (completed, converted)
+    becomes cancelled too, so that not even a resend reaches a subscriber who left. The
+    caller holds the contact row lock."""
     cancelled = cancel_pending(session, contact_id, reason=reason, now=now, sequence_id=sequence_id)
-    enrollments = [
-        Enrollment.contact_id == contact_id,
-        Enrollment.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]),
-    ]
+    ending = [EnrollmentStatus.ACTIVE, EnrollmentStatus.PENDING]
+    if finished_too:
+        ending += [EnrollmentStatus.COMPLETED, EnrollmentStatus.CONVERTED]
+    enrollments = [Enrollment.contact_id == contact_id, Enrollment.status.in_(ending)]
     if sequence_id is not None:
         enrollments.append(Enrollment.sequence_id == sequence_id)
     session.execute(update(Enrollment).where(*enrollments).values(status=status, ended_at=now))

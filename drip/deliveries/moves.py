@@ -183,6 +183,16 @@ def resend_ambiguous(
     )
 
 
+def reported_processed() -> ColumnElement[bool]:
+    """Whether the provider reported the row's email processed: it was sent, whatever the
+    row says."""
+    return (
+        select(ProviderEvent.id)
+        .where(ProviderEvent.delivery_id == Delivery.id, ProviderEvent.event == "processed")
+        .exists()
+    )
+
+
 def cancel_pending(
     session: Session,
     contact_id: int,
@@ -216,18 +226,24 @@ def operator_retry(
 
     A failed row is where its enrollment stopped, so it stays on the planned line and its
     send plans the next step. A skipped row's next step was planned when it was skipped,
-    so it goes again as a resend: off the line, planning nothing.
+    so it goes again as a resend: off the line, planning nothing. A row the provider has
+    reported processed (its answer was lost, it failed for review, and the event came
+    later) was sent: it is never retried.
     """
     chunk = (
         select(Delivery.id)
-        .where(*where, Delivery.status.in_(transition(Move.OPERATOR_RETRY).sources))
+        .where(
+            *where,
+            Delivery.status.in_(transition(Move.OPERATOR_RETRY).sources),
+            ~reported_processed(),
+        )
         .limit(limit)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     return list(
         session.scalars(
-            _moving(Move.OPERATOR_RETRY, Delivery.id.in_(chunk), *where)
+            _moving(Move.OPERATOR_RETRY, Delivery.id.in_(chunk), *where, ~reported_processed())
             .values(
                 resend=or_(Delivery.resend, Delivery.status == DeliveryStatus.SKIPPED),
                 attempts=0,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.audit import record_audit
 from drip.db import transaction
-from drip.deliveries.moves import operator_retry
+from drip.deliveries.moves import operator_retry, reported_processed
 from drip.deliveries.transitions import Move, transition
 from drip.models import Delivery, DeliveryStatus
 
@@ -36,8 +36,12 @@ class RetryFilter:
     step: str | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        """The filter as SQL conditions on `deliveries`."""
-        where: list[ColumnElement[bool]] = [Delivery.status == self.status]
+        """The filter as SQL conditions on `deliveries` (rows reported processed, which
+        were sent, never match: see `moves.operator_retry`)."""
+        where: list[ColumnElement[bool]] = [
+            Delivery.status == self.status,
+            ~reported_processed(),
+        ]
         if self.since is not None:
             where.append(Delivery.updated_at >= self.since)
         if self.sequence is not None:

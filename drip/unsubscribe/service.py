@@ -36,5 +36,6 @@ def leave_sequence(session: Session, public_id: str, sequence_id: str, *, now: d
         reason="left the sequence by the unsubscribe page",
         now=now,
         sequence_id=sequence_id,
+        finished_too=True,
     )
     return True
