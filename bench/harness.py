@@ -99,6 +99,28 @@ def stop(*processes: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=30)
 
 
+def children(pid: int) -> list[int]:
+    """The ids of a process's children (none when pgrep is missing)."""
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in out.split()]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a running process and its children have used so far: a
+    figure that other work on a shared machine changes less than wall time."""
+    total = 0
+    for candidate in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{candidate}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 # -- the loopback provider ---------------------------------------------------------------------
 def start_provider() -> tuple[subprocess.Popen[bytes], int]:
     """bench/fast_sendgrid.py on a free port, once it answers."""

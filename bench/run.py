@@ -24,7 +24,9 @@ from harness import (
     HERE,
     REDIS,
     ROOT,
+    children,
     closed_loop,
+    cpu_seconds,
     drip_env,
     drop_database,
     free_port,
@@ -86,14 +88,6 @@ def rss_mb(pid: int) -> float:
         except FileNotFoundError:
             pass
     return total / 1024
-
-
-def children(pid: int) -> list[int]:
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        return []
-    return [int(p) for p in out.split()]
 
 
 # -- 1. baseline --------------------------------------------------------------------------------
@@ -160,9 +154,11 @@ def end_to_end(count: int) -> dict[str, float]:
         wait(lambda: provider_stats(port)["accepted"] > 0, 120, "the first email")
         rss_start = rss_mb(worker.pid)
         first = time.monotonic()
+        cpu_first = cpu_seconds(worker.pid)
         wait(lambda: provider_stats(port)["accepted"] >= count, 1800, "every email")
         end = time.monotonic()
         rss_end = rss_mb(worker.pid)
+        cpu = cpu_seconds(worker.pid)
         final = provider_stats(port)
     finally:
         for process in (scheduler, worker, fake):
@@ -173,6 +169,7 @@ def end_to_end(count: int) -> dict[str, float]:
         "emails_per_s": count / (end - start),
         "steady_per_s": count / (end - first),
         "duplicates": final["duplicates"],
+        "cpu_ms_per_email": (cpu - cpu_first) / count * 1000,
         "rss_start": rss_start,
         "rss_end": rss_end,
     }
@@ -496,7 +493,8 @@ def _rows(args: argparse.Namespace, f: dict[str, Any]) -> list[tuple[str, str, s
     if burst is not None:
         versus = (
             f"{burst['steady_per_s'] / e2e['steady_per_s']:.2f} x batched "
-            f"({burst['emails_per_s'] / e2e['emails_per_s']:.2f} x overall)"
+            f"({burst['emails_per_s'] / e2e['emails_per_s']:.2f} x overall); CPU per email "
+            f"{burst['cpu_ms_per_email'] / e2e['cpu_ms_per_email']:.2f} x batched"
             if e2e
             else ""
         )
@@ -506,7 +504,9 @@ def _rows(args: argparse.Namespace, f: dict[str, Any]) -> list[tuple[str, str, s
                 "email 1 drained",
                 f"{burst['emails_per_s']:,.0f} emails/s ({burst['steady_per_s']:,.0f}/s after the "
                 f"first) in {burst['requests']:,.0f} provider requests, "
-                f"{burst['duplicates']:.0f} duplicates",
+                f"{burst['duplicates']:.0f} duplicates; worker CPU after the first email "
+                f"{burst['cpu_ms_per_email']:.2f} ms per email"
+                + (f" ({e2e['cpu_ms_per_email']:.2f} batched)" if e2e else ""),
                 versus,
                 ">= 0.8 x batched (row 2, after the first email)",
             )
