@@ -13,9 +13,9 @@ row's lease runs out and the scheduler enqueues it again.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from contextlib import suppress
+from time import sleep
 from typing import Any
 from uuid import uuid4
 
@@ -135,7 +135,7 @@ def declare_send_actor(broker: Broker, sender: DeliverySender) -> Actor[[int], N
 
     def drain_due_now() -> None:
         """Take every id the due-now buffer holds and enqueue them as batch messages."""
-        time.sleep(LINGER)  # armed meanwhile: the ids pushed now wait for this drain
+        sleep(LINGER)  # armed meanwhile: the ids pushed now wait for this drain
         buffer.disarm()  # before taking: an id pushed from now on arms the next drain
         while True:
             taken = buffer.take(TAKE)

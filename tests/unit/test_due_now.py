@@ -13,7 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from drip.models import DeliveryStatus
 from drip.send import actor as send_actor
-from drip.send.due_now import MemoryDueNowBuffer, buffer_for
+from drip.send.due_now import LINGER, MemoryDueNowBuffer, buffer_for
 from drip.send.sender import SendResult
 from tests.unit.test_sender_twin import Twin
 from tests.unit.test_sender_twin import twin as twin  # the shared fixture
@@ -89,6 +89,28 @@ def test_a_burst_of_single_ids_is_sent_in_batches_and_each_row_once(
     assert sent == sorted(f"p{n}@example.com" for n in range(60))
     assert {r.status for r in rows} == {DeliveryStatus.SENT}
     assert buffer_for(broker).take(1000) == []
+
+
+def test_ids_arriving_during_the_drains_wait_share_its_batch(
+    twin: Twin, broker: CountingBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = count_batches(twin)
+    rows = [twin.person(f"p{n}@example.com") for n in range(5)]
+
+    def arrivals(seconds: float) -> None:
+        # While the drain waits, four more signups arrive
+        assert seconds == LINGER
+        for row in rows[1:]:
+            send_actor.enqueue_due_now(broker, [row.id])
+
+    monkeypatch.setattr(send_actor, "sleep", arrivals)
+    # Given one signup's id, the only one when its drain message is enqueued
+    send_actor.enqueue_due_now(broker, [rows[0].id])
+    # When the worker runs the drain
+    run_worker(broker)
+    # Then all five went in one batch, and the later four enqueued no drain of their own
+    assert batches == [[r.id for r in rows]]
+    assert broker.enqueued == [send_actor.DRAIN_ACTOR, send_actor.SEND_BATCH_ACTOR]
 
 
 def test_ids_pushed_after_a_drain_began_arm_the_next_one(twin: Twin) -> None:
