@@ -329,7 +329,7 @@ def plan_start(
                 return step, due
             after = due  # as if this step had been sent on time
         return None
-    step = sequence.steps[0] if start_at is None else sequence.step(start_at)
-    if step is None:
+    start = sequence.steps[0] if start_at is None else sequence.step(start_at)
+    if start is None:
         raise ValueError(f"sequence {sequence.id} has no step {start_at!r}")
-    return step, fit_window(now, sequence.window_for(step), zone)
+    return start, fit_window(now, sequence.window_for(start), zone)

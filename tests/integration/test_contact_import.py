@@ -401,3 +401,30 @@ def test_five_thousand_rows_timing(
     assert answer["imported"] == 5000
     with capsys.disabled():
         print(f"\n5,000 rows imported in {elapsed:.2f} s ({5000 / elapsed:,.0f} rows/s)")
+
+
+def test_a_default_consent_time_fills_empty_cells_with_a_warning(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path / "list.csv",
+        ["email,consent_at", "ada@example.com,", f"bob@example.com,{CONSENT}"],
+    )
+    code, output = drip(
+        settings,
+        "contacts",
+        "import",
+        str(path),
+        "--sequence",
+        "paced",
+        "--consent-at",
+        "2024-05-01",
+    )
+    assert code == 0, output
+    assert "warning: rows without a consent_at are recorded as consenting at 2024-05-01" in output
+    with runtime.sessions() as session:
+        stored = dict(session.execute(select(Contact.email, Contact.consent_at)).all())
+    assert stored == {
+        "ada@example.com": datetime(2024, 5, 1, tzinfo=UTC),
+        "bob@example.com": datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    }

@@ -4,12 +4,15 @@ answer to a file it cannot use."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from drip.cli import contact_import
 from drip.cli.main import app
 from drip.contacts import imports
 from drip.contacts.imports import (
@@ -253,3 +256,24 @@ def test_read_import_file_refuses_nul_bytes(tmp_path: Path) -> None:
     path.write_text("email,consent_at\n\x00\n")
     with pytest.raises(ImportFileError, match="NUL"):
         read_import_file(path, now=NOW)
+
+
+# -- the progress bar --------------------------------------------------------------------------
+class Terminal(Console):
+    """A console that takes itself for a terminal, writing into a buffer."""
+
+    def writes_to_terminal(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_not_for_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(contact_import, "errors", Terminal(file=screen, force_terminal=True))
+    with contact_import._progress_bar(2000, quiet=True) as advance:
+        advance(1000)
+    assert screen.getvalue() == ""
+    with contact_import._progress_bar(2000, quiet=False) as advance:
+        advance(1000)
+    assert "importing" in screen.getvalue()
