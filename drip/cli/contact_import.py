@@ -31,10 +31,17 @@ LISTED_REFUSALS = 20
 
 
 def import_file(
-    file: Path = typer.Argument(..., help="A CSV file with a header row; see the README."),
-    sequence_id: str = typer.Option(..., "--sequence", help="The sequence to enrol them in."),
+    file: Path = typer.Argument(
+        ..., metavar="FILE.csv", help="A CSV file with a header row; see the README."
+    ),
+    sequence_id: str = typer.Option(
+        ..., "--sequence", metavar="ID", help="The sequence to enrol them in."
+    ),
     start_at: str | None = typer.Option(
-        None, "--start-at", help="Start at this step (its id), due now, instead of step 1."
+        None,
+        "--start-at",
+        metavar="STEP",
+        help="Start at this step (its id), due now, instead of step 1.",
     ),
     skip_elapsed: str | None = typer.Option(
         None,
@@ -43,7 +50,10 @@ def import_file(
         help="Each row signed up at this column's time: steps already due are not sent.",
     ),
     consent_at: str | None = typer.Option(
-        None, "--consent-at", help="Consent time (ISO 8601) for rows whose consent_at is empty."
+        None,
+        "--consent-at",
+        metavar="TIME",
+        help="Consent time (ISO 8601) for rows whose consent_at is empty.",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check and count; write nothing."),
     as_json: bool = JSON,
