@@ -113,6 +113,31 @@ def test_ids_arriving_during_the_drains_wait_share_its_batch(
     assert broker.enqueued == [send_actor.DRAIN_ACTOR, send_actor.SEND_BATCH_ACTOR]
 
 
+def test_an_id_pushed_while_a_drain_takes_is_not_stranded(
+    twin: Twin, broker: CountingBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, late = twin.person("first@example.com"), twin.person("late@example.com")
+    buffer = buffer_for(broker)
+    take = buffer.take
+
+    def take_then_a_push(limit: int) -> list[int]:
+        taken = take(limit)
+        monkeypatch.setattr(buffer, "take", take)  # once
+        send_actor.enqueue_due_now(broker, [late.id])  # a signup arrives just after the take
+        return taken
+
+    monkeypatch.setattr(buffer, "take", take_then_a_push)
+    # Given one signup's id and its drain
+    send_actor.enqueue_due_now(broker, [first.id])
+    # When the worker runs it, and another id is pushed after the drain took the buffer
+    run_worker(broker)
+    # Then the late id armed a drain of its own and was sent too
+    assert sorted(e.to_email for e in twin.transport.sent) == [
+        "first@example.com",
+        "late@example.com",
+    ]
+
+
 def test_ids_pushed_after_a_drain_began_arm_the_next_one(twin: Twin) -> None:
     buffer = MemoryDueNowBuffer()
     assert buffer.push([1]) is True  # idle: this push enqueues the drain
