@@ -242,6 +242,8 @@ class DeliveryModel(RuleBasedStateMachine):
         self.stops: list[Stop] = []
         self.with_event: set[int] = set()
         self.signed_up = False
+        #: Each signup: (ledger step, contact id, sequence id).
+        self.signups: list[tuple[int, int, str]] = []
         #: Allow what the xfail tests at the end show is wrong today, so the search finds
         #: what else is (False in those tests).
         self.excuse_known_bugs = True
@@ -305,7 +307,11 @@ class DeliveryModel(RuleBasedStateMachine):
                 now=self.clock(),
                 queue_lease=QUEUE_LEASE,
             )
+            contact_id = session.scalars(
+                select(Contact.id).where(Contact.email == _email(who))
+            ).one()
         self.signed_up = True
+        self.signups.append((self.ledger.tick(), contact_id, sequence))
         if result.delivery_to_enqueue is not None:
             self._enqueue([result.delivery_to_enqueue])
 
@@ -525,16 +531,17 @@ class DeliveryModel(RuleBasedStateMachine):
         with self.sessions() as session:
             before = {r.id: r for r in _rows(session) if r.status is S.SENDING}
             evented = _evented(session)
-            highest = _highest_id(session)
+            mark = _line_mark(session)
         self.scheduler.tick()
         now = self.clock()
         with self.sessions() as session:
             after = {r.id: r for r in _rows(session)}
+            moved = _lines_moved(session, mark)
         for delivery_id in before:
             status = after[delivery_id].status
             if status is S.SENT:
                 assert delivery_id in evented, f"delivery {delivery_id} settled as sent unseen"
-            elif status in (S.QUEUED, S.FAILED):
+            elif status in (S.QUEUED, S.SCHEDULED, S.FAILED):  # scheduled: Redis refused
                 assert delivery_id not in evented, (
                     f"delivery {delivery_id} has a processed event, yet the scheduler "
                     f"moved it to {status} instead of settling it as sent"
@@ -545,11 +552,11 @@ class DeliveryModel(RuleBasedStateMachine):
                     f"delivery {delivery_id} ({kind} at {since}) was taken back from "
                     f"sending at {now}, before its {wait:.0f}s wait ran out"
                 )
-                if status is S.QUEUED:
+                if status is not S.FAILED:
                     self.excused[delivery_id] += 1
             event(f"tick: sending -> {status}")
         ended_lines = {r.enrollment_id for r in before.values() if r.on_the_line}
-        _check_only_ended_lines_plan(after, highest, ended_lines, "a scheduler tick")
+        _check_only_ended_lines_move(moved, ended_lines, "a scheduler tick")
 
     def _work(self, ids: list[int], answers: list[Answer]) -> None:
         """A worker's batch, as the actor runs it: retries and next steps enqueued."""
@@ -557,7 +564,7 @@ class DeliveryModel(RuleBasedStateMachine):
             return
         with self.sessions() as session:
             before = {r.id: r for r in _rows(session)}
-            highest = _highest_id(session)
+            mark = _line_mark(session)
         claimable = [before[i] for i in set(ids) if before[i].status is S.QUEUED]
         now = self.clock()
         self.provider.script = list(answers)
@@ -570,14 +577,12 @@ class DeliveryModel(RuleBasedStateMachine):
             self.provider.script = []
         with self.sessions() as session:
             after = {r.id: r for r in _rows(session)}
+            moved = _lines_moved(session, mark)
         for row in claimable:
             if after[row.id].status is S.SENDING:
                 self.sending_since[row.id] = ("claim" if died else "lost", now)
-        _check_only_ended_lines_plan(
-            after,
-            highest,
-            {r.enrollment_id for r in claimable if r.on_the_line},
-            "a worker's batch",
+        _check_only_ended_lines_move(
+            moved, {r.enrollment_id for r in claimable if r.on_the_line}, "a worker's batch"
         )
         for result in results.values():
             event(f"send: {result.outcome}")
@@ -671,8 +676,13 @@ class DeliveryModel(RuleBasedStateMachine):
                     continue
                 if stop.sequence_id not in (None, row.sequence_id):
                     continue
-                # A signup after the stop may ask to confirm: that email is the new request's.
-                asked_later = row.step_id == CONFIRM_STEP and row.id not in stop.rows_then
+                # A signup after the stop asks to confirm: a confirmation is then the new
+                # request's answer (an older one that was in flight counts as it).
+                asked_later = row.step_id == CONFIRM_STEP and any(
+                    stop.at < signed < at
+                    and (contact, sequence) == (row.contact_id, row.sequence_id)
+                    for signed, contact, sequence in self.signups
+                )
                 resent_after_leave = (
                     stop.sequence_id is not None and row.resend and row.id not in stop.rows_then
                 )
@@ -766,16 +776,43 @@ class DeliveryModel(RuleBasedStateMachine):
             self._check_plan_and_stats_agree(session, rows)
 
 
-def _check_only_ended_lines_plan(
-    after: dict[int, Row], highest: int, ended_lines: set[int], what: str
-) -> None:
-    """Only an enrollment whose planned row ended here may get a new planned row here:
-    a resend or a confirmation never moves the line."""
-    planned = {
-        (r.enrollment_id, r.step_id) for r in after.values() if r.id > highest and r.on_the_line
+@dataclass(frozen=True)
+class LineMark:
+    """Where the planned lines stood before a step: the highest row id, and which
+    enrollments were active."""
+
+    highest: int
+    active: frozenset[int]
+
+
+def _line_mark(session: Session) -> LineMark:
+    active = session.scalars(
+        select(Enrollment.id).where(Enrollment.status == EnrollmentStatus.ACTIVE)
+    )
+    return LineMark(_highest_id(session), frozenset(active))
+
+
+def _lines_moved(session: Session, mark: LineMark) -> dict[int, str]:
+    """The enrollments whose line moved since `mark`, and how: a new planned row, or
+    completion."""
+    moved = {
+        d.enrollment_id: f"planned {d.step_id}"
+        for d in session.scalars(select(Delivery).where(Delivery.id > mark.highest))
+        if on_the_line(resend=d.resend, step_id=d.step_id)
     }
-    stray = {p for p in planned if p[0] not in ended_lines}
-    assert not stray, f"{what} planned {sorted(stray)} though no planned row of theirs ended"
+    completed = session.scalars(
+        select(Enrollment.id).where(
+            Enrollment.status == EnrollmentStatus.COMPLETED, Enrollment.id.in_(mark.active)
+        )
+    )
+    return moved | {enrollment_id: "completed" for enrollment_id in completed}
+
+
+def _check_only_ended_lines_move(moved: dict[int, str], ended_lines: set[int], what: str) -> None:
+    """Only an enrollment whose planned row ended here may move on here (a next planned
+    row, or completion): a resend or a confirmation never moves the line."""
+    stray = {e: how for e, how in moved.items() if e not in ended_lines}
+    assert not stray, f"{what} moved lines {stray} though no planned row of theirs ended"
 
 
 def _rows(session: Session) -> list[Row]:
