@@ -153,6 +153,7 @@ class Renderer:
             sequence.from_.name,
             step.preheader,
             tuple(links),
+            sequence.utm,
             own_url,
             track is not None,
             *(getattr(contact, name) for name in shape.fields),

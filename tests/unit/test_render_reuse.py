@@ -211,3 +211,18 @@ def test_each_email_gets_its_own_tracked_links_in_both_parts(sequences_dir: Path
     assert "https://drip.example.com/download/quick/t" in first.text
     assert "mailto:coach@example.com" in first.html
     assert 'href="/relative"' in first.html
+
+
+def test_utm_tags_are_part_of_what_a_shared_render_is_for(sequences_dir: Path) -> None:
+    (sequences_dir / "templates" / "quick" / "second.html").write_text(TRACKED_BODY)
+    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
+    plain_sequence = catalog.get("quick").definition
+    tagged = plain_sequence.model_copy(update={"utm": Utm(source="drip")})
+    step = plain_sequence.steps[1]
+    url = "https://drip.example.com/unsubscribe/x"
+    first = catalog.renderer.render(plain_sequence, step, CONTACTS[0], unsubscribe_url=url)
+    second = catalog.renderer.render(tagged, step, CONTACTS[0], unsubscribe_url=url)
+    assert first.shared is not None
+    assert second.shared is not None
+    assert "guide?utm_source" not in first.html
+    assert "https://example.org/guide?utm_source=drip" in second.html
