@@ -14,7 +14,7 @@ from pathlib import Path
 import dramatiq
 import pytest
 from itsdangerous import URLSafeSerializer
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from drip.cli.main import app as cli
@@ -224,6 +224,13 @@ def test_a_click_on_arrival_is_a_machine_and_forged_tokens_redirect_nowhere(
         assert "location" not in answer.headers
         assert "This link is not valid" in answer.text
     assert clicks(runtime) == [(delivery_id, 0, False, "too_soon", 1)]
+
+    # When the click cannot be recorded, the reader is still sent where the link leads
+    with runtime.sessions() as session, session.begin():
+        session.execute(text("ALTER TABLE link_clicks RENAME TO link_clicks_away"))
+    answer = client.get(guide, headers={"User-Agent": BROWSER})
+    assert answer.status_code == 302
+    assert answer.headers["location"].startswith("https://example.org/guide?lang=en&utm_source=")
 
 
 def settings_key(runtime: Runtime) -> str:
