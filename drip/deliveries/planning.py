@@ -97,6 +97,32 @@ def schedule_next(
     return delivery
 
 
+def plan_first(
+    session: Session,
+    *,
+    enrollment: Enrollment,
+    contact: Contact,
+    sequence: Sequence,
+    now: datetime,
+    queue_lease: float,
+    fresh: bool = False,
+) -> int | None:
+    """Plan step 1 of a run that starts at `now`; the id of its row when it is due at once
+    (inserted queued, for the caller to enqueue after commit), else None."""
+    delivery = schedule_next(
+        session,
+        enrollment=enrollment,
+        contact=contact,
+        sequence=sequence,
+        after=now,
+        received=set(),
+        queue_now_until=lease(now, queue_lease),
+        now=now,
+        fresh=fresh,
+    )
+    return delivery.id if delivery is not None and delivery.lease_until is not None else None
+
+
 def insert_deliveries(session: Session, deliveries: list[Delivery]) -> list[Delivery]:
     """Insert new rows in one statement, give each its id, and return those inserted.
 

@@ -24,8 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drip.contacts.lifecycle import end_enrollments, lock_contact
-from drip.deliveries.leases import lease
-from drip.deliveries.planning import schedule_next
+from drip.deliveries.planning import plan_first
 from drip.models import Contact, ContactEvent, Enrollment, EnrollmentStatus
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import Sequence
@@ -87,18 +86,16 @@ def apply_contact_event(
         started = _start_run(session, contact, sequence, runs.get(sequence.id), now=now)
         if started is None:
             continue
-        delivery = schedule_next(
+        queued = plan_first(
             session,
             enrollment=started,
             contact=contact,
             sequence=sequence,
-            after=now,
-            received=set(),
-            queue_now_until=lease(now, queue_lease),
             now=now,
+            queue_lease=queue_lease,
         )
-        if delivery is not None and delivery.lease_until is not None:
-            due.append(delivery.id)
+        if queued is not None:
+            due.append(queued)
         log.info("reactions.triggered", sequence=sequence.id, run=started.run)
     return due
 

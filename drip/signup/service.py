@@ -29,8 +29,7 @@ from sqlalchemy.orm import Session
 
 from drip.contacts.identity import email_hash
 from drip.db import upsert_for
-from drip.deliveries.leases import lease
-from drip.deliveries.planning import queue_off_schedule, schedule_next
+from drip.deliveries.planning import plan_first, queue_off_schedule
 from drip.events.contact_store import attach_events
 from drip.models import Contact, Enrollment, EnrollmentStatus
 from drip.models.contact import new_public_id
@@ -84,18 +83,15 @@ def enroll_contact(
     if consent is not Consent.CONFIRM:
         if consent is not Consent.ENROLL:
             return SignupResult()
-        delivery = schedule_next(
+        queued = plan_first(
             session,
             enrollment=enrollment,
             contact=contact,
             sequence=sequence,
-            after=now,
-            received=set(),
-            queue_now_until=lease(now, queue_lease),
             now=now,
+            queue_lease=queue_lease,
             fresh=True,
         )
-        queued = delivery.id if delivery is not None and delivery.lease_until is not None else None
         data = {"sequence": sequence.id, "source": request.source}
         emit(session, [Event(EventType.CONTACT_SUBSCRIBED, contact.id, now, data)], now=now)
         return SignupResult(delivery_to_enqueue=queued, enrolled=True)
