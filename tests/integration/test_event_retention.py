@@ -31,6 +31,8 @@ from tests.integration.test_processes import settings_env
 
 #: Old events: January 2026, far past a 180-day retention at PRUNE_AT.
 OLD = datetime(2026, 1, 15, 12, tzinfo=UTC)
+#: Events of a month counted at PRUNE_AT but within the retention: kept raw and counted.
+COUNTED = datetime(2026, 9, 10, 12, tzinfo=UTC)
 #: Recent events, in the month not yet closed at PRUNE_AT.
 RECENT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 PRUNE_AT = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -100,8 +102,8 @@ def step_counts(runtime: Runtime) -> list[dict[str, object]]:
 
 
 def history(runtime: Runtime) -> list[int]:
-    """Three subscribers' events across January and November: deliveries opened in both
-    months (one open counted), a machine open, a bounce, a click."""
+    """Three subscribers' events across January, September and November: a delivery opened
+    in two months (one open counted), a machine open, a bounce, a click."""
     first, second, third = sent_deliveries(runtime, 3, at=OLD - timedelta(days=1))
     store(
         runtime,
@@ -114,6 +116,7 @@ def history(runtime: Runtime) -> list[int]:
         ],
         at=OLD,
     )
+    store(runtime, [event(third, "delivered", "c-2"), event(third, "open", "c-3")], at=COUNTED)
     store(
         runtime,
         [
@@ -168,7 +171,7 @@ def test_a_prune_drops_old_partitions_keeps_the_counts_and_the_funnel_reads_the_
     history(runtime)
     before = step_counts(runtime)
     welcome = next(line for line in before if line["step"] == "welcome")
-    assert (welcome["delivered"], welcome["opened"], welcome["clicked"]) == (2, 2, 1)
+    assert (welcome["delivered"], welcome["opened"], welcome["clicked"]) == (3, 3, 1)
     assert (welcome["bounced"], welcome["machine_opened"]) == (1, 1)
     # When the events are pruned at a 180-day retention in late November
     with transaction(runtime.sessions) as session:
@@ -179,9 +182,10 @@ def test_a_prune_drops_old_partitions_keeps_the_counts_and_the_funnel_reads_the_
     with runtime.sessions() as session:
         months = {f"{m:%Y-%m}" for m in partitions(session)}
         assert "2026-01" not in months
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 4
-        assert session.scalar(select(func.count()).select_from(ProviderEventId)) == 4
-        assert session.scalar(select(func.sum(EventCount.deliveries))) == 5 + 1 + 0
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 6
+        assert session.scalar(select(func.count()).select_from(ProviderEventId)) == 6
+        # January's five firsts and one machine open, September's two; November is open.
+        assert session.scalar(select(func.sum(EventCount.deliveries))) == 5 + 1 + 2
     # And the funnel reads exactly what it read before
     assert step_counts(runtime) == before
 
@@ -207,7 +211,7 @@ def test_prune_dry_run_says_what_it_would_remove_and_changes_nothing(
     )
     assert "would remove 5 provider events and 5 seen event ids" in result.output
     with runtime.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 9
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 11
         assert session.scalar(select(func.count()).select_from(EventCount)) == 0
         assert "2026-01" in {f"{m:%Y-%m}" for m in partitions(session)}
     # Without --dry-run the same command removes them.
@@ -215,7 +219,7 @@ def test_prune_dry_run_says_what_it_would_remove_and_changes_nothing(
     assert result.exit_code == 0, result.output
     assert "did remove 5 provider events" in result.output
     with runtime.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 4
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 6
 
 
 @pytest.fixture
@@ -240,7 +244,23 @@ def test_sqlite_prunes_by_deleting_old_rows_and_the_funnel_reads_the_same(
     assert plan.events == 5
     assert plan.months[0].partition is None
     with runtime.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 4
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 6
     assert step_counts(runtime) == before
     # The seen ids of November still keep a replay out.
     assert store(runtime, [event(1, "open", "a-3")], at=PRUNE_AT) == []
+
+
+def test_an_event_of_a_month_without_partition_waits_in_the_default_and_moves_in_later(
+    runtime: Runtime,
+) -> None:
+    # Given an event received in a month with no partition yet (June 2025)
+    june = datetime(2025, 6, 3, tzinfo=UTC)
+    (delivery,) = sent_deliveries(runtime, 1, at=june)
+    (stored,) = store(runtime, [event(delivery, "delivered", "early")], at=june)
+    where = text("SELECT tableoid::regclass::text FROM provider_events WHERE id = :id")
+    with runtime.sessions() as session:
+        assert session.execute(where, {"id": stored}).scalar() == "provider_events_default"
+    # When the job creates that month's partition, the row moves into it
+    keep_event_retention(recovery(runtime, june))
+    with runtime.sessions() as session:
+        assert session.execute(where, {"id": stored}).scalar() == "provider_events_y2025m06"
