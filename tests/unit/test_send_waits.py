@@ -7,7 +7,6 @@ SQLite, a memory transport that fails on request, Dramatiq's StubBroker and a fi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,125 +14,17 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis, dq_name
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from drip.config import AmbiguousPolicy
-from drip.db import create_db_engine, session_factory, transaction
-from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
 from drip.errors import AmbiguousSendError, TransientSendError
-from drip.migrate import upgrade_database
-from drip.models import Delivery, DeliveryStatus
+from drip.models import DeliveryStatus
 from drip.send.actor import SEND_BATCH_ACTOR, SEND_QUEUE, declare_send_actor
-from drip.send.message import OutgoingEmail
-from drip.send.sender import DeliverySender, Outcome, SendPolicy
-from drip.send.transports import MemoryTransport
-from drip.sequences.catalog import SequenceCatalog
-from drip.signup.request import SignupRequest
-from drip.signup.service import enroll_contact
-from drip.unsubscribe.links import Links
-from drip.unsubscribe.tokens import TokenSigner
-
-START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-#: Deliberately different, so a wait that uses the wrong one shows.
-QUEUE_LEASE, AMBIGUOUS_WAIT = 60.0, 900.0
-
-
-@dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
-class FailingTransport(MemoryTransport):
-    """The memory transport, raising the queued failures first."""
-
-    failures: list[Exception] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__init__()
-
-    def send(self, email: OutgoingEmail) -> str:
-        if self.failures:
-            raise self.failures.pop(0)
-        return super().send(email)
-
-
-@dataclass
-class Setup:
-    sessions: sessionmaker[Session]
-    catalog: SequenceCatalog
-    transport: FailingTransport
-    clock: Clock
-    sender: DeliverySender
-    enqueued: list[int] = field(default_factory=list)
-
-    def scheduler(self) -> Scheduler:
-        """A fresh scheduler, so its first tick looks for expired leases."""
-        return Scheduler(
-            sessions=self.sessions,
-            catalog=self.catalog,
-            enqueue=self.enqueued.extend,
-            policy=SchedulerPolicy(
-                batch_size=10,
-                queue_lease=QUEUE_LEASE,
-                send_lease=120,
-                ambiguous_policy=AmbiguousPolicy.RESEND,
-            ),
-            clock=self.clock,
-        )
-
-    def signup(self, email: str) -> int:
-        with transaction(self.sessions) as session:
-            result = enroll_contact(
-                session,
-                SignupRequest(email=email),
-                catalog=self.catalog,
-                default_sequence="quick",
-                now=self.clock(),
-                queue_lease=QUEUE_LEASE,
-            )
-        assert result.delivery_to_enqueue is not None
-        return result.delivery_to_enqueue
-
-    def row(self, delivery_id: int) -> Delivery:
-        with self.sessions() as session:
-            return session.scalars(select(Delivery).where(Delivery.id == delivery_id)).one()
+from drip.send.sender import Outcome
+from tests.unit.world import AMBIGUOUS_WAIT, QUEUE_LEASE, START, World, build_world
 
 
 @pytest.fixture
-def setup(tmp_path: Path, sequences_dir: Path) -> Iterator[Setup]:
-    url = f"sqlite:///{tmp_path / 'unit.db'}"
-    upgrade_database(url)
-    engine = create_db_engine(url)
-    sessions = session_factory(engine)
-    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
-    transport, clock = FailingTransport(), Clock()
-    sender = DeliverySender(
-        sessions=sessions,
-        catalog=catalog,
-        transport=transport,
-        links=Links(signer=TokenSigner("k"), base_url="https://drip.test"),
-        policy=SendPolicy(
-            send_lease=120,
-            max_attempts=3,
-            min_backoff=1,
-            max_backoff=60,
-            queue_lease=QUEUE_LEASE,
-            ambiguous_wait=AMBIGUOUS_WAIT,
-        ),
-        clock=clock,
-    )
-    yield Setup(sessions, catalog, transport, clock, sender)
-    sender.close()
-    engine.dispose()
+def setup(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
+    yield from build_world(tmp_path, sequences_dir)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -141,7 +32,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def test_a_lost_answer_is_left_alone_until_the_ambiguous_wait_is_over(setup: Setup) -> None:
+def test_a_lost_answer_is_left_alone_until_the_ambiguous_wait_is_over(setup: World) -> None:
     # Given a send whose request went out and whose answer was lost
     first = setup.signup("a@example.com")
     setup.transport.failures = [AmbiguousSendError("read timed out")]
@@ -163,7 +54,7 @@ def test_a_lost_answer_is_left_alone_until_the_ambiguous_wait_is_over(setup: Set
     assert setup.enqueued == [first]
 
 
-def test_a_429_leases_the_row_past_its_reset(setup: Setup) -> None:
+def test_a_429_leases_the_row_past_its_reset(setup: World) -> None:
     # Given the provider answers 429 with a reset 7.5 s away, and no shared send rate
     first = setup.signup("a@example.com")
     setup.transport.failures = [TransientSendError("429", retry_after=7.5)]
@@ -175,7 +66,7 @@ def test_a_429_leases_the_row_past_its_reset(setup: Setup) -> None:
     assert _utc(row.lease_until) == START + timedelta(seconds=7.5 + QUEUE_LEASE)
 
 
-def test_a_429_in_a_batch_is_retried_by_a_message_delayed_until_its_reset(setup: Setup) -> None:
+def test_a_429_in_a_batch_is_retried_by_a_message_delayed_until_its_reset(setup: World) -> None:
     # Given the scheduler's batch actor on a stub broker, and a 429 that resets in 7.5 s
     broker = StubBroker()
     broker.declare_queue(SEND_QUEUE)
@@ -194,7 +85,7 @@ def test_a_429_in_a_batch_is_retried_by_a_message_delayed_until_its_reset(setup:
     broker.close()
 
 
-def test_a_429_of_a_single_delivery_is_retried_after_its_reset(setup: Setup) -> None:
+def test_a_429_of_a_single_delivery_is_retried_after_its_reset(setup: World) -> None:
     broker = StubBroker()
     broker.declare_queue(SEND_QUEUE)
     send_one = declare_send_actor(broker, setup.sender)

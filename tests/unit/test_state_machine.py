@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 from drip.config import AmbiguousPolicy
-from drip.db import create_db_engine, session_factory, transaction
+from drip.db import transaction
 from drip.deliveries.enqueue import enqueue_after_commit
 from drip.deliveries.moves import resend_ambiguous
 from drip.deliveries.planning import insert_deliveries, plan_following
-from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
 from drip.errors import AmbiguousSendError, TransientSendError
 from drip.metrics import PLANS_REFUSED
-from drip.migrate import upgrade_database
 from drip.models import (
     Contact,
     ContactStatus,
@@ -32,99 +28,14 @@ from drip.operations.resend import resend_step
 from drip.operations.retry import RetryFilter, requeue_chunks
 from drip.schedule.impact import plan_changes
 from drip.send.message import OutgoingEmail
-from drip.send.sender import DeliverySender, Outcome, SendPolicy
-from drip.send.transports import MemoryTransport
+from drip.send.sender import Outcome
 from drip.sequences.catalog import SequenceCatalog
-from drip.signup.request import SignupRequest
-from drip.signup.service import enroll_contact
-from drip.unsubscribe.links import Links
-from drip.unsubscribe.tokens import TokenSigner
-
-START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
-class FlakyTransport(MemoryTransport):
-    failures: list[Exception] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__init__()
-
-    def send(self, email: OutgoingEmail) -> str:
-        if self.failures:
-            raise self.failures.pop(0)
-        return super().send(email)
-
-
-@dataclass
-class World:
-    sessions: sessionmaker[Session]
-    catalog: SequenceCatalog
-    transport: FlakyTransport
-    clock: Clock
-    sender: DeliverySender
-    enqueued: list[int]
-
-    def scheduler(self, policy: AmbiguousPolicy = AmbiguousPolicy.RESEND) -> Scheduler:
-        return Scheduler(
-            sessions=self.sessions,
-            catalog=self.catalog,
-            enqueue=self.enqueued.extend,
-            policy=SchedulerPolicy(
-                batch_size=10, queue_lease=60, send_lease=120, ambiguous_policy=policy
-            ),
-            clock=self.clock,
-        )
-
-    def signup(self, email: str) -> int:
-        with transaction(self.sessions) as session:
-            result = enroll_contact(
-                session,
-                SignupRequest(email=email),
-                catalog=self.catalog,
-                default_sequence="quick",
-                now=self.clock(),
-                queue_lease=60,
-            )
-        assert result.delivery_to_enqueue is not None
-        return result.delivery_to_enqueue
-
-    def rows(self) -> list[Delivery]:
-        with self.sessions() as session:
-            return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+from tests.unit.world import START, World, build_world
 
 
 @pytest.fixture
 def world(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
-    url = f"sqlite:///{tmp_path / 'unit.db'}"
-    upgrade_database(url)
-    engine = create_db_engine(url)
-    sessions = session_factory(engine)
-    catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
-    transport, clock = FlakyTransport(), Clock()
-    sender = DeliverySender(
-        sessions=sessions,
-        catalog=catalog,
-        transport=transport,
-        links=Links(signer=TokenSigner("k"), base_url="https://drip.test"),
-        policy=SendPolicy(
-            send_lease=120, max_attempts=3, min_backoff=1, max_backoff=60, queue_lease=60
-        ),
-        clock=clock,
-    )
-    yield World(sessions, catalog, transport, clock, sender, [])
-    engine.dispose()
+    yield from build_world(tmp_path, sequences_dir)
 
 
 def test_a_sent_step_plans_the_next_from_its_send_time(world: World) -> None:
