@@ -15,6 +15,8 @@ from drip.models.base import Base, BigId, UTCDateTime
 
 
 class ContactStatus(StrEnum):
+    """Whether a contact may be mailed: active, or why not (unsubscribed, suppressed, forgotten)."""
+
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     SUPPRESSED = "suppressed"
@@ -32,6 +34,8 @@ def new_public_id() -> str:
 
 
 class Contact(Base):
+    """A subscriber, known by a keyed hash of the address; `forget` erases the address."""
+
     __tablename__ = "contacts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -61,6 +65,7 @@ class Contact(Base):
 
     @property
     def is_subscribed(self) -> bool:
+        """Whether the contact may be sent a sequence's emails (active)."""
         return self.status is ContactStatus.ACTIVE
 
     @property

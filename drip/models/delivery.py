@@ -30,6 +30,8 @@ from drip.models.base import Base, BigId, UTCDateTime
 
 
 class DeliveryStatus(StrEnum):
+    """Where a delivery stands; the moves between statuses are `drip.deliveries.transitions`."""
+
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     SENDING = "sending"
@@ -51,6 +53,9 @@ SENT_PLANNED = f"status = 'sent' AND {PLANNED}"
 
 
 class Delivery(Base):
+    """One email of an enrolment: a planned step (one per step and run), a resend, or a
+    confirmation."""
+
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", "resend_number"),
