@@ -10,18 +10,27 @@ before or after the call) and `processed` events that come early, late or never.
 After every step it checks the promises:
 
 - no delivery row (one per (enrollment, step, resend number)) is accepted by the provider
-  twice, unless the scheduler resent it blind after its wait ran out with no event (the
-  documented cost of DRIP_AMBIGUOUS_POLICY=resend), and never before that wait;
+  twice, unless it was sent again blind: by the scheduler after its wait ran out with no
+  event (the documented cost of DRIP_AMBIGUOUS_POLICY=resend; never before that wait), or
+  by an operator's retry of a row failed for review with no event;
+- a row the scheduler takes out of `sending` had no `processed` event (else it is settled
+  as sent) and waited its own lease: SEND_LEASE after a claim, AMBIGUOUS_WAIT after a
+  lost answer;
 - nothing is accepted for a contact after an acknowledged unsubscribe (of that sequence,
-  for leaving one), but a confirmation asked for by a later signup;
-- an unsubscribe leaves nothing of the contact scheduled or queued;
+  for leaving one), but a confirmation answering a signup made after it;
+- an unsubscribe or leave leaves nothing of the contact (or sequence) scheduled or queued;
 - at most one pending planned row per enrollment; a row says sent only if the provider
   accepted it; a failed, cancelled or skipped row says why; a failed planned row is the
-  last of its line (nothing planned past it), and only an ended planned row plans;
-- `drip sequences plan` and `drip stats` read progress as the worker does.
+  last of its line; only the end of a planned row moves a line on (plans the next step or
+  completes the enrollment): a resend or a confirmation never does;
+- `drip sequences plan` (position and next step of each active enrollment) and
+  `drip stats` (pending and sent per step) read progress as the worker does.
 
 At the end the provider accepts everything while time runs on: every row must settle
 (sent, skipped, cancelled or failed with a reason), none stuck.
+
+Two promises drip breaks today are written as strict xfail tests at the end of this file;
+the search allows them (`excuse_known_bugs`) so that it keeps looking for others.
 
 `make test` runs a short search; `make fuzz` a long one (DRIP_STATE_MODEL_PROFILE=fuzz).
 """
@@ -35,6 +44,7 @@ import tempfile
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -196,17 +206,47 @@ class Stop:
     rows_then: frozenset[int]
 
 
+class Databases:
+    """Fresh databases cloned from the migrated template, one per run, each made in a
+    thread while the run before it goes on (under load a clone takes seconds), and dropped
+    in that thread too."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="model-databases")
+        self._next = self._thread.submit(self._create)
+
+    def take(self) -> str:
+        """A fresh database's name, for one run."""
+        name = self._next.result()
+        self._next = self._thread.submit(self._create)
+        return name
+
+    def give_back(self, name: str) -> None:
+        """Drop a run's database."""
+        self._thread.submit(_admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def close(self) -> None:
+        """Drop the database made ahead, and wait for every drop."""
+        self.give_back(self._next.result())
+        self._thread.shutdown(wait=True)
+
+    def _create(self) -> str:
+        name = f"drip_model_{uuid.uuid4().hex[:12]}"
+        _admin(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        return name
+
+
 class DeliveryModel(RuleBasedStateMachine):
     """drip's delivery state machine under random interleavings; see the module docstring."""
 
-    #: The migrated template database each run's database is cloned from (set by the test).
-    template: ClassVar[str] = ""
+    #: Where each run's database comes from (set by the test).
+    databases: ClassVar[Databases]
 
     def __init__(self) -> None:
         super().__init__()
         self.broken = False
-        self.database = f"drip_model_{uuid.uuid4().hex[:12]}"
-        _admin(f"CREATE DATABASE {self.database} TEMPLATE {self.template}")
+        self.database = self.databases.take()
         self.engine = create_db_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.database}")
         self.sessions = session_factory(self.engine)
         self.folder = Path(tempfile.mkdtemp(prefix="drip-model-"))
@@ -286,7 +326,7 @@ class DeliveryModel(RuleBasedStateMachine):
                         event(f"end: {'resend' if row.resend else row.step_id} {row.status}")
         finally:
             self.engine.dispose()
-            _admin(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+            self.databases.give_back(self.database)
             shutil.rmtree(self.folder, ignore_errors=True)
 
     # Rules ------------------------------------------------------------------------------
@@ -864,19 +904,22 @@ def _email(who: int) -> str:
 
 def _admin(sql: str) -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(sql)  # type: ignore[arg-type]
+        connection.execute(sql.encode())
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(0 if PROFILE.endswith("fuzz") else 900)  # a found bug takes minutes to shrink
 def test_the_delivery_state_machine_keeps_its_promises(pg_template: str) -> None:
     """Random interleavings of every actor keep every promise (see the module docstring)."""
-    DeliveryModel.template = pg_template
+    DeliveryModel.databases = Databases(pg_template)
     REACHED.clear()
     chosen = settings.get_profile(PROFILE)
     if not SHRINK:
         chosen = settings(chosen, phases=[p for p in Phase if p is not Phase.shrink])
-    run_state_machine_as_test(DeliveryModel, settings=chosen)
+    try:
+        run_state_machine_as_test(DeliveryModel, settings=chosen)
+    finally:
+        DeliveryModel.databases.close()
     if os.environ.get("DRIP_STATE_MODEL_STATS"):
         print("\n".join(f"{n:6d}  {what}" for what, n in sorted(REACHED.items())))
 
@@ -889,7 +932,7 @@ def test_the_delivery_state_machine_keeps_its_promises(pg_template: str) -> None
 )
 def test_a_retry_never_resends_a_row_reported_processed(pg_template: str) -> None:
     # Given a send whose answer was lost, failed for review when no event came in time
-    DeliveryModel.template = pg_template
+    DeliveryModel.databases = Databases(pg_template)
     model = DeliveryModel()
     model.excuse_known_bugs = False
     try:
@@ -906,6 +949,7 @@ def test_a_retry_never_resends_a_row_reported_processed(pg_template: str) -> Non
     finally:
         model.broken = True  # no drain: this test is about the one row
         model.teardown()
+        DeliveryModel.databases.close()
 
 
 @pytest.mark.integration
@@ -917,7 +961,7 @@ def test_a_retry_never_resends_a_row_reported_processed(pg_template: str) -> Non
 )
 def test_a_resend_never_reaches_who_left_the_sequence(pg_template: str) -> None:
     # Given a subscriber who received the whole one-step sequence, then left it
-    DeliveryModel.template = pg_template
+    DeliveryModel.databases = Databases(pg_template)
     model = DeliveryModel()
     model.excuse_known_bugs = False
     try:
@@ -932,3 +976,4 @@ def test_a_resend_never_reaches_who_left_the_sequence(pg_template: str) -> None:
     finally:
         model.broken = True
         model.teardown()
+        DeliveryModel.databases.close()
