@@ -122,7 +122,15 @@ def test_a_rollback_leaves_no_row_and_enqueues_nothing_a_commit_enqueues_the_row
     sessions: sessionmaker[Session],
 ) -> None:
     enqueued: list[list[int]] = []
-    deliver_after_commit(sessions, enqueued.append)
+
+    def enqueue(ids: list[int]) -> None:
+        # A worker reads the rows on another connection: they must be committed by now.
+        with sessions() as other:
+            visible = other.scalars(select(WebhookEvent.id).where(WebhookEvent.id.in_(ids)))
+            assert sorted(visible) == sorted(ids)
+        enqueued.append(ids)
+
+    deliver_after_commit(sessions, enqueue)
     with transaction(sessions) as session:
         endpoint(session, "http://127.0.0.1:9/crm", ["email.sent"])
     session = sessions()
