@@ -2,6 +2,7 @@
 
 Prints a table and writes docs/performance.md. Needs PostgreSQL and Redis on loopback.
 Usage: python bench/run.py [--deliveries 20000] [--rows 1000000] [--seconds 30] [--quick]
+       python bench/run.py --scale 100000,1000000   (bench/scale.py: costs by subscriber count)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import contact_import
 import psycopg
 import redis
+import scale
 import signup_paths
 from harness import (
     HERE,
@@ -347,7 +349,13 @@ def main() -> int:
         "--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}"
     )
     parser.add_argument("--report", type=Path, default=None)
+    parser.add_argument(
+        "--scale", default="", help="only the scale section, at these subscriber counts: 100000,..."
+    )
     args = parser.parse_args()
+    if args.scale:  # seeds a database per size (minutes each): run alone, its own table
+        print(scale.table(scale.measure([int(n) for n in args.scale.split(",")])))
+        return 0
     chosen = set(args.sections.split(","))
     unknown = chosen - set(SECTIONS)
     if unknown:
