@@ -5,6 +5,7 @@ standardwebhooks library and with its own HMAC), fails on purpose and is restart
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,12 +15,15 @@ from pathlib import Path
 import dramatiq
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+from drip.cli.main import app
 from drip.clicks.recording import record_click
 from drip.config import Settings
-from drip.db import transaction, utcnow
+from drip.db import create_db_engine, session_factory, transaction, utcnow
 from drip.keys.store import create_key
 from drip.models import (
+    AuditEntry,
     Contact,
     Delivery,
     WebhookAttempt,
@@ -32,12 +36,14 @@ from drip.signup.confirm import confirm_enrollment
 from drip.testing.fake_sendgrid import FakeSendGrid
 from drip.unsubscribe.service import unsubscribe_contact
 from drip.webhooks.delivery import WebhookSender
-from drip.webhooks.events import EVENT_TYPES
+from drip.webhooks.events import EVENT_TYPES, Event, EventType
 from drip.webhooks.history import list_deliveries
+from drip.webhooks.outbox import emit
 from drip.webhooks.recovery import take_due
 from drip.webhooks.retries import RetryPolicy
 from tests.conftest import TEST_SEQUENCES, wait_for
 from tests.integration.helpers import api_client, running_scheduler
+from tests.integration.test_processes import settings_env
 from tests.integration.test_webhook import signed_post
 from tests.integration.webhook_receiver import Receiver
 
@@ -375,3 +381,66 @@ def test_a_receiver_past_the_read_timeout_is_an_attempt_to_retry(
     assert again.last_error is not None
     assert "ReadTimeout" in again.last_error
     assert again.next_attempt_at > again.created_at
+
+
+def test_the_webhooks_commands_add_list_show_replay_and_remove_audited(settings: Settings) -> None:
+    cli, env = CliRunner(), settings_env(settings)
+    # A bad endpoint is refused, naming each bad argument
+    bad = cli.invoke(
+        app,
+        [
+            *("webhooks", "add", "http://crm.example.com/h"),
+            *("--events", "email.opened", "--secret-env", "9X"),
+        ],
+        env=env,
+    )
+    assert bad.exit_code == 2
+    assert "url" in bad.output
+    assert "--events" in bad.output
+    assert "--secret-env" in bad.output
+    # A good one is added and listed (http to loopback: this is development)
+    url = "http://127.0.0.1:9/hooks"
+    added = cli.invoke(
+        app,
+        [
+            *("webhooks", "add", url, "--events", "email.sent,contact.subscribed"),
+            *("--secret-env", SECRET_ENV, "--by", "ann"),
+        ],
+        env=env,
+    )
+    assert added.exit_code == 0, added.output
+    listed = json.loads(cli.invoke(app, ["webhooks", "list", "--json"], env=env).stdout)
+    assert [(e["url"], e["events"], e["enabled"]) for e in listed] == [
+        (url, ["contact.subscribed", "email.sent"], True)
+    ]
+    # A failed delivery is shown with --failed and replayed by --since
+    engine = create_db_engine(settings.database_url, pool_size=1)
+    sessions = session_factory(engine)
+    with transaction(sessions) as session:
+        emit(
+            session,
+            [Event(EventType.EMAIL_SENT, None, utcnow(), {"step": "welcome"})],
+            now=utcnow(),
+        )
+    with transaction(sessions) as session:
+        row = session.scalars(select(WebhookEvent)).one()
+        row.status = WebhookStatus.FAILED
+    shown = cli.invoke(app, ["webhooks", "deliveries", "--failed", "--json"], env=env)
+    assert [d["event_id"] for d in json.loads(shown.stdout)] == [row.event_id]
+    both = cli.invoke(app, ["webhooks", "replay", row.event_id, "--since", "2h"], env=env)
+    assert both.exit_code == 2
+    replayed = cli.invoke(app, ["webhooks", "replay", "--since", "2h", "--by", "ann"], env=env)
+    assert replayed.exit_code == 0, replayed.output
+    assert "1 deliveries due again" in replayed.output
+    with sessions() as session:
+        assert session.get_one(WebhookEvent, row.id).status is WebhookStatus.PENDING
+    # Removed: disabled, its pending event failed, every write audited
+    removed = cli.invoke(app, ["webhooks", "remove", url, "--by", "ann"], env=env)
+    assert removed.exit_code == 0, removed.output
+    listed = json.loads(cli.invoke(app, ["webhooks", "list", "--json"], env=env).stdout)
+    assert listed[0]["enabled"] is False
+    with sessions() as session:
+        assert session.get_one(WebhookEvent, row.id).status is WebhookStatus.FAILED
+        audit = list(session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+    engine.dispose()
+    assert audit == ["webhooks.add", "webhooks.replay", "webhooks.remove"]
