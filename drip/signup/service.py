@@ -92,7 +92,7 @@ def enroll_contact(
             queue_lease=queue_lease,
             fresh=True,
         )
-        data = {"sequence": sequence.id, "source": request.source}
+        data = {"sequence": sequence.id}
         emit(session, [Event(EventType.CONTACT_SUBSCRIBED, contact.id, now, data)], now=now)
         return SignupResult(delivery_to_enqueue=queued, enrolled=True)
     return _request_confirmation(

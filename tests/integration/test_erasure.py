@@ -77,6 +77,18 @@ NOT_PERSONAL = {
     "contact_events.client_id": "the client's opaque id of an event (README: never an address)",
     "contact_events.email_hash": "keyed HMAC (drip.contacts.identity), as contacts.email_hash",
     "contact_events.name": "the event's name, such as purchased",
+    "webhook_endpoints.url": "a receiving system's URL",
+    "webhook_endpoints.secret_env": "the name of an environment variable",
+    "webhook_endpoints.source": "an enumeration",
+    "webhook_endpoints.disabled_reason": "why an endpoint stopped: an operator's name or a 410",
+    "webhook_subscriptions.event_type": "an event type",
+    "webhook_events.event_id": "a random event id",
+    "webhook_events.event_type": "an event type",
+    "webhook_events.status": "an enumeration",
+    "webhook_events.data": "ids, sequence, step and goal names, a link without its query: the"
+    " address is read from the contact when sent (drip.webhooks.events)",
+    "webhook_events.last_error": "the receiver's answer or a connection error",
+    "webhook_attempts.error": "the receiver's answer or a connection error",
 }
 
 ADDRESS = "xiaolin.erase@example.com"
