@@ -73,6 +73,7 @@ from drip.deliveries.progress import on_the_line, read_progress_many
 from drip.deliveries.transitions import SETTLED
 from drip.dispatch.scheduler import Scheduler, SchedulerPolicy
 from drip.errors import OperationRefused
+from drip.events.effects import apply_events
 from drip.models import (
     PENDING,
     Contact,
@@ -123,8 +124,8 @@ SEQUENCES = ("quick", "other")
 #: The default search fits `make test` (well under a minute); `make fuzz` goes deeper.
 settings.register_profile(
     "state-model",
-    max_examples=15,
-    stateful_step_count=25,
+    max_examples=12,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -404,6 +405,30 @@ class DeliveryModel(RuleBasedStateMachine):
             )
         self.with_event.add(delivery_id)
 
+    @precondition(lambda self: self.ledger.accepted)
+    @rule(pick=st.integers(0, 1000), kind=st.sampled_from(["unsubscribe", "bounce", "spamreport"]))
+    @guarded
+    def provider_reports_a_stop(self, pick: int, kind: str) -> None:
+        """The provider reports an unsubscribe, a bounce or a spam report for an email it
+        took; the events worker applies it (`drip.events.effects`)."""
+        accepted = sorted({d for _, d, _ in self.ledger.accepted})
+        delivery_id = accepted[pick % len(accepted)]
+        with transaction(self.sessions) as session:
+            event_row = ProviderEvent(
+                sg_event_id=f"{kind}-{delivery_id}-{self.ledger.tick()}",
+                event=kind,
+                delivery_id=delivery_id,
+                payload={"event": kind, "type": "bounce", "reason": "550 mailbox unavailable"},
+                occurred_at=self.clock(),
+                received_at=self.clock(),
+            )
+            session.add(event_row)
+            session.flush()
+            contact_id = session.get_one(Delivery, delivery_id).contact_id
+        with transaction(self.sessions) as session:
+            assert apply_events(session, [event_row.id], now=self.clock()) == 1
+        self._acknowledged(contact_id, None)
+
     @rule(seconds=st.sampled_from(ADVANCES))
     @guarded
     def time_passes(self, seconds: float) -> None:
@@ -442,6 +467,19 @@ class DeliveryModel(RuleBasedStateMachine):
         """A subscriber leaves the sequence of the `pick`th enrollment."""
         self._stop(pick, everything=False)
 
+    @precondition(lambda self: self.ledger.accepted)
+    @rule(back=st.integers(0, 3), everything=st.booleans())
+    @guarded
+    def unsubscribe_from_an_email(self, back: int, everything: bool) -> None:
+        """The reader of one of the latest emails clicks its unsubscribe link: everything,
+        or only that email's sequence."""
+        accepted = self.ledger.accepted
+        _, delivery_id, _ = accepted[-1 - back % len(accepted)]
+        with self.sessions() as session:
+            row = session.get_one(Delivery, delivery_id)
+            contact = session.get_one(Contact, row.contact_id)
+        self._stop_contact(contact.public_id, contact.id, None if everything else row.sequence_id)
+
     @rule(sequence=st.sampled_from(SEQUENCES), paused=st.booleans())
     @guarded
     def pause_or_resume(self, sequence: str, paused: bool) -> None:
@@ -456,14 +494,29 @@ class DeliveryModel(RuleBasedStateMachine):
     def operator_resend(self, pick: int, step: int) -> None:
         """`drip resend` of a step of the `pick`th enrollment (refused for an unsubscribed
         contact)."""
+        with self.sessions() as session:
+            found = _enrollment(session, pick)
+        if found is not None:
+            contact, sequence = found
+            steps = self.catalog.get(sequence).definition.steps
+            self._resend(contact.id, sequence, steps[step % len(steps)].id)
+
+    @rule(pick=st.integers(0, 100))
+    @guarded
+    def operator_resends_a_failed_email(self, pick: int) -> None:
+        """`drip resend` of the step of the `pick`th failed row, as an operator does for a
+        subscriber whose email failed."""
+        with self.sessions() as session:
+            failed = [r for r in _rows(session) if r.status is S.FAILED]
+        if failed:
+            row = failed[pick % len(failed)]
+            if self.catalog.get(row.sequence_id).definition.step(row.step_id) is not None:
+                self._resend(row.contact_id, row.sequence_id, row.step_id)
+
+    def _resend(self, contact_id: int, sequence: str, step_id: str) -> None:
         try:
             with transaction(self.sessions) as session:
-                found = _enrollment(session, pick)
-                if found is None:
-                    return
-                contact, sequence = found
-                steps = self.catalog.get(sequence).definition.steps
-                step_id = steps[step % len(steps)].id
+                contact = session.get_one(Contact, contact_id)
                 delivery_id = resend_step(
                     session,
                     contact,
@@ -644,19 +697,23 @@ class DeliveryModel(RuleBasedStateMachine):
     def _stop(self, pick: int, *, everything: bool) -> None:
         """Unsubscribe the contact of the `pick`th enrollment, or have it leave that
         enrollment's sequence; then check what it left."""
-        now = self.clock()
         with self.sessions() as session:
             found = _enrollment(session, pick)
-            if found is None:
-                return
+        if found is not None:
             contact, sequence = found
-            public_id, contact_id = contact.public_id, contact.id
-        sequence_id = None if everything else sequence
+            self._stop_contact(contact.public_id, contact.id, None if everything else sequence)
+
+    def _stop_contact(self, public_id: str, contact_id: int, sequence_id: str | None) -> None:
+        now = self.clock()
         with transaction(self.sessions) as session:
             if sequence_id is None:
                 assert unsubscribe_contact(session, public_id, reason="one click", now=now)
             else:
                 assert leave_sequence(session, public_id, sequence_id, now=now)
+        self._acknowledged(contact_id, sequence_id)
+
+    def _acknowledged(self, contact_id: int, sequence_id: str | None) -> None:
+        """Record a stop just committed, and check that it left nothing scheduled or queued."""
         with self.sessions() as session:
             rows = [
                 r
