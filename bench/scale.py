@@ -216,9 +216,10 @@ def timings(url: str, size: int) -> dict[str, float]:
     from sqlalchemy import select, text
 
     from drip.config import Settings
-    from drip.models import Contact
+    from drip.models import Contact, Delivery
     from drip.reports.funnel import funnel
     from drip.reports.timeline import contact_timeline
+    from drip.retention.aggregates import step_event_counts
     from drip.runtime import build_runtime
     from drip.schedule.impact import plan_changes
 
@@ -253,6 +254,12 @@ def timings(url: str, size: int) -> dict[str, float]:
                 funnel(session, runtime.catalog)
                 stats.append((time.perf_counter() - started) * 1000)
             out["stats_ms"] = median(stats)
+            # Of which the provider events' part (counts plus the open month's raw rows)
+            started = time.perf_counter()
+            step_event_counts(
+                session, scope=[Delivery.resend.is_(False)], events=("delivered", "open")
+            )
+            out["stats_events_ms"] = (time.perf_counter() - started) * 1000
             middle = session.scalars(select(Contact).where(Contact.id == max(1, size // 2))).one()
             shows = []
             for _ in range(5):
@@ -275,7 +282,9 @@ def timings(url: str, size: int) -> dict[str, float]:
         started = time.perf_counter()
         report = scheduler.tick()
         out["tick_ms"] = (time.perf_counter() - started) * 1000
-        assert report.claimed == 1000, report
+        # Rows of the seeded schedule fall due while the figures are taken: a few more.
+        assert report.claimed >= 1000, report
+        out["tick_claimed"] = report.claimed
     finally:
         runtime.close()
     return out
@@ -286,7 +295,8 @@ def table(results: list[dict[str, Any]]) -> str:
     head = (
         "| subscribers | in flight | deliveries | events | bytes/subscriber (contacts, "
         "enrollments, deliveries, provider events, ids, counts) | recovery pass (first, "
-        "with the daily retention run) | tick, 1,000 due | stats (raw only) | stats | "
+        "with the daily retention run) | tick, 1,000 due (claimed) | stats (raw only) | "
+        "stats (its events part) | "
         "contacts show | sequences plan |"
     )
     lines = [head, "|" + "---|" * 11]
@@ -297,7 +307,9 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['size']:,} | {r['in_flight']:,} | {r['deliveries']:,} | {r['events']:,} "
             f"| {b['total']:,.0f} ({split}) "
             f"| {r['recovery_ms']:,.0f} ms ({r['first_recovery_ms']:,.0f} ms) "
-            f"| {r['tick_ms']:,.0f} ms | {r['stats_raw_ms']:,.0f} ms | {r['stats_ms']:,.0f} ms "
+            f"| {r['tick_ms']:,.0f} ms ({r['tick_claimed']:,}) "
+            f"| {r['stats_raw_ms']:,.0f} ms | {r['stats_ms']:,.0f} ms "
+            f"({r['stats_events_ms']:,.0f} ms) "
             f"| {r['show_ms']:.1f} ms | {r['plan_s']:.1f} s |"
         )
     return "\n".join(lines)

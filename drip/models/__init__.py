@@ -11,7 +11,7 @@ from drip.models.enrollment import Enrollment, EnrollmentStatus
 from drip.models.event import ProviderEvent
 from drip.models.keys import HashKeyCheck
 from drip.models.operations import AuditEntry, Download, SequenceState
-from drip.models.retention import EventCount, EventMonth, HousekeepingRun, ProviderEventId
+from drip.models.retention import EventCount, EventDay, HousekeepingRun, ProviderEventId
 from drip.models.webhook import (
     EndpointSource,
     WebhookAttempt,
@@ -37,7 +37,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentStatus",
     "EventCount",
-    "EventMonth",
+    "EventDay",
     "HashKeyCheck",
     "HousekeepingRun",
     "LinkClick",

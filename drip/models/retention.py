@@ -1,4 +1,4 @@
-"""The tables of event retention: seen provider event ids, per-day counts, the month ledger.
+"""The tables of event retention: seen provider event ids, per-day counts, the days counted.
 
 Raw provider events are kept for `DRIP_EVENT_RETENTION` (`drip.retention`); what outlives
 them is counted here. `provider_event_ids` is the idempotency key of `provider_events`
@@ -38,15 +38,14 @@ class EventCount(Base):
     deliveries: Mapped[int] = mapped_column(BigInteger)
 
 
-class EventMonth(Base):
-    """A month of raw provider events (by `received_at`): when it was counted into
-    `provider_event_counts`, and when its raw rows were removed."""
+class EventDay(Base):
+    """A day of raw provider events (by `received_at`, UTC) counted into
+    `provider_event_counts`, and when."""
 
-    __tablename__ = "provider_event_months"
+    __tablename__ = "provider_event_days"
 
-    month: Mapped[date] = mapped_column(Date, primary_key=True)
-    aggregated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class HousekeepingRun(Base):

@@ -1,13 +1,14 @@
-"""Counting closed months of provider events into `provider_event_counts`, and reading the
+"""Counting closed days of provider events into `provider_event_counts`, and reading the
 funnel's event counts from those counts plus the raw rows not yet counted.
 
 What is counted: rows marked `first_of_kind` (a delivery's first event of a name) and
 `first_machine_open` (as the event `machine_open`), of planned deliveries (not resends),
 per day the delivery was created, sequence, step and event. Each (delivery, event) has one
-such row, so a month's count never overlaps another's and the sum over months equals the
-distinct count over all raw rows. A month is counted once, oldest first, in the
-transaction that marks it in `provider_event_months`; months counted form a prefix, so
-"not yet counted" is `received_at >= watermark()`.
+such row, so counts taken over different ranges never overlap, and their sum equals the
+distinct count over all raw rows. Every closed day (by `received_at`, UTC) not yet counted
+is counted in one pass, in the transaction that records those days in
+`provider_event_days`; the days counted form a prefix, so "not yet counted" is
+`received_at >= watermark()`: at most a day or two of raw rows once the daily job runs.
 
 An event arriving more than `DRIP_EVENT_RETENTION` after its delivery's first of that name
 finds no earlier row and is counted again; SendGrid's events come within days.
@@ -18,17 +19,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, func, literal_column, select, true
+from sqlalchemy import ColumnElement, Date, cast, func, insert, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from drip.db import upsert_statement
-from drip.models import Delivery, EventCount, EventMonth, ProviderEvent
-from drip.retention.partitions import month_of, month_start, next_month
+from drip.models import Delivery, EventCount, EventDay, ProviderEvent
 
-#: A month is counted this long after it ends: a transaction that stamped `received_at`
+#: A day is counted this long after it ends: a transaction that stamped `received_at`
 #: just before midnight has committed by then.
 GRACE = timedelta(hours=1)
 
@@ -39,42 +39,39 @@ MACHINE_OPEN = "machine_open"
 StepEventCounts = Counter[tuple[str, str, str]]
 
 
+def _start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def watermark(session: Session) -> datetime | None:
-    """The start of the first month not yet counted; None before any month was counted."""
-    last = session.scalar(
-        select(func.max(EventMonth.month)).where(EventMonth.aggregated_at.is_not(None))
-    )
-    return month_start(next_month(last)) if last else None
+    """The start of the first day not yet counted; None before any day was counted."""
+    last = session.scalar(select(func.max(EventDay.day)))
+    return _start(last) + timedelta(days=1) if last else None
 
 
-def closed_months(session: Session, *, now: datetime) -> list[date]:
-    """The months not yet counted that have ended (plus the grace), oldest first."""
+def closed_days(session: Session, *, now: datetime) -> list[date]:
+    """The days not yet counted that have ended (plus the grace), oldest first."""
     mark = watermark(session)
     if mark is None:
         oldest = session.scalar(select(func.min(ProviderEvent.received_at)))
         if oldest is None:
             return []
-        mark = month_start(month_of(oldest))
-    months = []
-    month = month_of(mark)
-    while month_start(next_month(month)) + GRACE <= now:
-        months.append(month)
-        month = next_month(month)
-    return months
+        mark = _start(oldest.astimezone(UTC).date())
+    days = []
+    while mark + timedelta(days=1) + GRACE <= now:
+        days.append(mark.date())
+        mark += timedelta(days=1)
+    return days
 
 
-def aggregate_closed_months(session: Session, *, now: datetime) -> list[date]:
-    """Count every closed month not yet counted, oldest first; return the months counted."""
-    months = closed_months(session, now=now)
-    for month in months:
-        _aggregate(session, month, now=now)
-    return months
-
-
-def _aggregate(session: Session, month: date, *, now: datetime) -> None:
-    lo, hi = month_start(month), month_start(next_month(month))
+def aggregate_closed_days(session: Session, *, now: datetime) -> list[date]:
+    """Count every closed day not yet counted, in one pass; return the days counted."""
+    days = closed_days(session, now=now)
+    if not days:
+        return []
+    lo, hi = _start(days[0]), _start(days[-1]) + timedelta(days=1)
     day = _day(session, Delivery.created_at).label("day")
-    in_month = (
+    in_range = (
         ProviderEvent.received_at >= lo,
         ProviderEvent.received_at < hi,
         Delivery.resend.is_(False),
@@ -94,17 +91,14 @@ def _aggregate(session: Session, month: date, *, now: datetime) -> None:
                 func.count(func.distinct(ProviderEvent.delivery_id)),
             )
             .join(Delivery, Delivery.id == ProviderEvent.delivery_id)
-            .where(*in_month, marked)
+            .where(*in_range, marked)
             .group_by(day, Delivery.sequence_id, Delivery.step_id, *_named(name))
         )
         for when, seq, step, event, count in rows:
             counts[(_as_date(when), seq, step, event)] += count
     _add(session, counts)
-    session.execute(
-        upsert_statement(session, EventMonth)
-        .values(month=month, aggregated_at=now)
-        .on_conflict_do_update(index_elements=["month"], set_={"aggregated_at": now})
-    )
+    session.execute(insert(EventDay), [{"day": d, "counted_at": now} for d in days])
+    return days
 
 
 def _add(session: Session, counts: Counter[tuple[date, str, str, str]]) -> None:

@@ -1,7 +1,7 @@
 """Removing raw provider events older than the retention, after they are counted.
 
-A month goes when it ends at least `retention` before now: first it is counted
-(`drip.retention.aggregates`), then its partition is dropped on PostgreSQL (its rows are
+A month goes when it ends at least `retention` before now: first every closed day is
+counted (`drip.retention.aggregates`), then its partition is dropped on PostgreSQL (its rows are
 deleted on SQLite, and from the default partition), and the seen ids of the same period
 with it. A month that still holds an event not yet applied (`processed_at IS NULL`) is kept
 and named: its effect (a suppression) must happen first.
@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from drip.models import EventMonth, ProviderEvent, ProviderEventId
-from drip.retention.aggregates import aggregate_closed_months, closed_months
+from drip.models import ProviderEvent, ProviderEventId
+from drip.retention.aggregates import aggregate_closed_days, closed_days
 from drip.retention.partitions import (
     is_partitioned,
     month_of,
@@ -56,7 +56,7 @@ class PrunePlan:
     cutoff: datetime
     months: list[MonthToPrune] = field(default_factory=list)
     event_ids: int = 0
-    #: Months counted into `provider_event_counts` first (all closed months not yet counted).
+    #: Days counted into `provider_event_counts` first (every closed day not yet counted).
     aggregated: list[date] = field(default_factory=list)
 
     @property
@@ -98,7 +98,7 @@ def plan_prune(session: Session, *, now: datetime, retention: timedelta) -> Prun
                 )
                 or 0
             )
-    plan.aggregated = closed_months(session, now=now)
+    plan.aggregated = closed_days(session, now=now)
     return plan
 
 
@@ -106,7 +106,7 @@ def prune(session: Session, *, now: datetime, retention: timedelta) -> PrunePlan
     """Count the closed months, then remove the raw events of months older than `retention`
     (and their seen ids); return what was removed. Run inside a transaction."""
     to_count = plan_prune(session, now=now, retention=retention).aggregated
-    aggregate_closed_months(session, now=now)
+    aggregate_closed_days(session, now=now)
     plan = plan_prune(session, now=now, retention=retention)
     plan.aggregated = to_count
     partitioned = is_partitioned(session)
@@ -125,8 +125,5 @@ def prune(session: Session, *, now: datetime, retention: timedelta) -> PrunePlan
             delete(ProviderEventId).where(
                 ProviderEventId.received_at >= lo, ProviderEventId.received_at < hi
             )
-        )
-        session.execute(
-            update(EventMonth).where(EventMonth.month == item.month).values(pruned_at=now)
         )
     return plan

@@ -1,4 +1,4 @@
-"""The scheduler's job for retention: partitions created ahead, closed months counted, and
+"""The scheduler's job for retention: partitions created ahead, closed days counted, and
 raw events older than the retention removed, at most once a day across all schedulers.
 
 The last run is kept in `housekeeping_runs`; the row is locked for the run, so two
@@ -28,7 +28,7 @@ EVERY = timedelta(days=1)
 
 
 def keep_event_retention(recovery: Recovery) -> dict[str, int]:
-    """Once a day: create the coming months' partitions, count closed months, prune."""
+    """Once a day: create the coming months' partitions, count closed days, prune."""
     with recovery.sessions() as session, session.begin():
         session.execute(
             upsert_statement(session, HousekeepingRun)
@@ -47,7 +47,7 @@ def keep_event_retention(recovery: Recovery) -> dict[str, int]:
     log.info(
         "retention.kept",
         partitions_created=created,
-        months_counted=[f"{m:%Y-%m}" for m in plan.aggregated],
+        days_counted=len(plan.aggregated),
         months_pruned=[f"{m.month:%Y-%m}" for m in plan.months if m.kept_because is None],
         events_pruned=plan.events,
     )

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from drip.cli.main import app
 from drip.config import Settings
-from drip.db import transaction
+from drip.db import transaction, utcnow
 from drip.dispatch.recovery import Recovery
 from drip.events.store import store_events
 from drip.migrate import upgrade_database
@@ -31,9 +31,9 @@ from tests.integration.test_processes import settings_env
 
 #: Old events: January 2026, far past a 180-day retention at PRUNE_AT.
 OLD = datetime(2026, 1, 15, 12, tzinfo=UTC)
-#: Events of a month counted at PRUNE_AT but within the retention: kept raw and counted.
+#: Events of a day counted at PRUNE_AT but within the retention: kept raw and counted.
 COUNTED = datetime(2026, 9, 10, 12, tzinfo=UTC)
-#: Recent events, in the month not yet closed at PRUNE_AT.
+#: Recent events, of a day counted at PRUNE_AT, in a month that is kept.
 RECENT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 PRUNE_AT = datetime(2026, 11, 25, 12, tzinfo=UTC)
 RETENTION = timedelta(days=180)
@@ -103,7 +103,7 @@ def step_counts(runtime: Runtime) -> list[dict[str, object]]:
 
 def history(runtime: Runtime) -> list[int]:
     """Three subscribers' events across January, September and November: a delivery opened
-    in two months (one open counted), a machine open, a bounce, a click."""
+    in two months (one open counted), a machine open, a bounce, clicks."""
     first, second, third = sent_deliveries(runtime, 3, at=OLD - timedelta(days=1))
     store(
         runtime,
@@ -127,6 +127,8 @@ def history(runtime: Runtime) -> list[int]:
         ],
         at=RECENT,
     )
+    # And one of the day of the prune, not counted yet: read raw.
+    store(runtime, [event(third, "click", "c-4")], at=PRUNE_AT - timedelta(hours=2))
     return [first, second, third]
 
 
@@ -171,7 +173,7 @@ def test_a_prune_drops_old_partitions_keeps_the_counts_and_the_funnel_reads_the_
     history(runtime)
     before = step_counts(runtime)
     welcome = next(line for line in before if line["step"] == "welcome")
-    assert (welcome["delivered"], welcome["opened"], welcome["clicked"]) == (3, 3, 1)
+    assert (welcome["delivered"], welcome["opened"], welcome["clicked"]) == (3, 3, 2)
     assert (welcome["bounced"], welcome["machine_opened"]) == (1, 1)
     # When the events are pruned at a 180-day retention in late November
     with transaction(runtime.sessions) as session:
@@ -182,10 +184,11 @@ def test_a_prune_drops_old_partitions_keeps_the_counts_and_the_funnel_reads_the_
     with runtime.sessions() as session:
         months = {f"{m:%Y-%m}" for m in partitions(session)}
         assert "2026-01" not in months
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 6
-        assert session.scalar(select(func.count()).select_from(ProviderEventId)) == 6
-        # January's five firsts and one machine open, September's two; November is open.
-        assert session.scalar(select(func.sum(EventCount.deliveries))) == 5 + 1 + 2
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 7
+        assert session.scalar(select(func.count()).select_from(ProviderEventId)) == 7
+        # Every closed day is counted: January's five firsts and one machine open,
+        # September's two, November's first click.
+        assert session.scalar(select(func.sum(EventCount.deliveries))) == 5 + 1 + 2 + 1
     # And the funnel reads exactly what it read before
     assert step_counts(runtime) == before
 
@@ -202,24 +205,32 @@ def test_the_same_event_id_is_stored_once_even_a_month_apart(runtime: Runtime) -
 def test_prune_dry_run_says_what_it_would_remove_and_changes_nothing(
     runtime: Runtime, settings: Settings
 ) -> None:
-    keep_event_retention(recovery(runtime, OLD))
-    history(runtime)
+    # Given five events received 300 days ago (the command reads the real clock) and two
+    # of yesterday
+    old = utcnow() - timedelta(days=300)
+    keep_event_retention(recovery(runtime, old))
+    deliveries = sent_deliveries(runtime, 5, at=old)
+    store(runtime, [event(d, "delivered", f"old-{d}") for d in deliveries], at=old)
+    yesterday = utcnow() - timedelta(days=1)
+    store(runtime, [event(d, "open", f"new-{d}") for d in deliveries[:2]], at=yesterday)
+    # When `drip db prune --dry-run` runs, it names the month and changes nothing
     result = CliRunner().invoke(app, ["db", "prune", "--dry-run"], env=settings_env(settings))
     assert result.exit_code == 0, result.output
-    assert "would remove provider events of 2026-01: 5 (partition provider_events_y2026m01)" in (
-        result.output
-    )
+    month = f"{old:%Y-%m}"
+    partition = f"provider_events_y{old:%Y}m{old:%m}"
+    assert f"would remove provider events of {month}: 5 (partition {partition})" in (result.output)
     assert "would remove 5 provider events and 5 seen event ids" in result.output
     with runtime.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 11
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 7
         assert session.scalar(select(func.count()).select_from(EventCount)) == 0
-        assert "2026-01" in {f"{m:%Y-%m}" for m in partitions(session)}
+        assert month in {f"{m:%Y-%m}" for m in partitions(session)}
     # Without --dry-run the same command removes them.
     result = CliRunner().invoke(app, ["db", "prune"], env=settings_env(settings))
     assert result.exit_code == 0, result.output
     assert "did remove 5 provider events" in result.output
     with runtime.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 6
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 2
+        assert month not in {f"{m:%Y-%m}" for m in partitions(session)}
 
 
 @pytest.fixture
@@ -244,7 +255,7 @@ def test_sqlite_prunes_by_deleting_old_rows_and_the_funnel_reads_the_same(
     assert plan.events == 5
     assert plan.months[0].partition is None
     with runtime.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 6
+        assert session.scalar(select(func.count()).select_from(ProviderEvent)) == 7
     assert step_counts(runtime) == before
     # The seen ids of November still keep a replay out.
     assert store(runtime, [event(1, "open", "a-3")], at=PRUNE_AT) == []
