@@ -166,7 +166,7 @@ def test_tracked_links_reused_equal_full_renders_byte_for_byte(
                     expected = full.render(sequence, step, contact, **kwargs)
                     # Then they are the same bytes, tracked links included
                     assert reused == expected, (sequence.id, step.id, contact)
-                    assert len(reused.targets) == 4
+                    assert len(reused.targets) >= 4  # the four above, and any of its own
                     compared += 1
                     shared += reused.shared is not None
     assert compared >= 2 * len(CONTACTS) * 3
