@@ -48,6 +48,11 @@ PERSONAL = {
 }
 #: Text and JSON columns that name no subscriber, and why.
 NOT_PERSONAL = {
+    "provider_event_ids.sg_event_id": "SendGrid's opaque event id, kept to refuse replays",
+    "provider_event_counts.sequence_id": "a sequence file's id (counts of deliveries)",
+    "provider_event_counts.step_id": "a step's id (counts of deliveries)",
+    "provider_event_counts.event": "a provider event name (counts of deliveries)",
+    "housekeeping_runs.name": "a job's name",
     "contacts.email_hash": "keyed HMAC (drip.contacts.identity): the suppression entry kept",
     "contacts.status": "an enumeration",
     "enrollments.sequence_id": "a sequence file's id",
