@@ -34,6 +34,7 @@ from drip.metrics import DELIVERIES
 from drip.models import Contact, Delivery
 from drip.render.renderer import TemplateContact
 from drip.render.variants import step_for
+from drip.send.compose import compose
 from drip.send.decisions import (
     DAY,
     AwaitEvent,
@@ -46,7 +47,7 @@ from drip.send.decisions import (
     decide,
     judge,
 )
-from drip.send.message import OutgoingEmail, build_email
+from drip.send.message import OutgoingEmail
 from drip.send.stores import FactNeeds, Guard, SendStore, SqlSendStore
 from drip.send.throttle import SendThrottle
 from drip.send.transmit import Transmitter
@@ -261,31 +262,23 @@ class DeliverySender:
         step, variant = step_for(contact.public_id, send.step)
         if variant is not None:
             record_variant(contact, delivery, variant)
-        unsubscribe_url = self.links.unsubscribe_url(contact.public_id)
-        rendered = self.catalog.renderer.render(
+        person = TemplateContact(
+            email=contact.email,
+            first_name=contact.first_name,
+            timezone=contact.timezone,
+            attributes=dict(contact.attributes or {}),
+        )
+        return compose(
+            self.catalog.renderer,
+            self.links,
             sequence,
             step,
-            TemplateContact(
-                email=contact.email,
-                first_name=contact.first_name,
-                timezone=contact.timezone,
-                attributes=dict(contact.attributes or {}),
-            ),
-            unsubscribe_url=self.links.footer_unsubscribe_url(unsubscribe_url, sequence.id),
-            links=self.links.for_contact(contact.public_id, sequence, step.id),
-            own_url=self.links.base_url,
-            track=self.links.click_maker(delivery.id) if sequence.track_clicks else None,
-        )
-        return build_email(
-            rendered,
+            person,
+            public_id=contact.public_id,
             to_email=contact.email,
-            to_name=contact.first_name,
-            sender=sequence.from_,
-            reply_to=sequence.reply_to,
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=self.links.unsubscribe_mailto,
             custom_args={"delivery_id": str(delivery.id), "sequence": sequence.id, "step": step.id},
-        )
+            tracked_delivery=delivery.id,
+        ).message
 
 
 #: Values of an end that its log line carries.

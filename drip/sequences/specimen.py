@@ -1,8 +1,9 @@
 """One email as the worker would send it, for a sample contact: what previews show and checks read.
 
-`compose_specimen` takes the worker's steps (`drip.send.sender.DeliverySender._compose`):
-the contact's unsubscribe URL, the footer's form of it, the per-contact links of the step,
-`Renderer.render`, then `build_email` with the unsubscribe headers. Only the inputs differ:
+`compose_specimen` composes through the worker's own function (`drip.send.compose`): the
+contact's unsubscribe URL, the footer's form of it, the per-contact links of the step,
+`Renderer.render` with the UTM tags, then `build_email` with the unsubscribe headers. Only
+the inputs differ (links are shown as their destinations, not tracked):
 a stand-in public id instead of a contact's, and links signed with whatever key the caller
 gives (a preview signs with a throwaway key, so its links open nothing). The studio, the
 preview, `validate`'s inbox checks and the test send all render through it.
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from drip.errors import RenderError
 from drip.render.checks import Finding, inbox_findings
 from drip.render.renderer import RenderedEmail, Renderer, TemplateContact
-from drip.send.message import OutgoingEmail, build_email
+from drip.send.compose import compose
+from drip.send.message import OutgoingEmail
 from drip.sequences.definition import Sequence, Step
 from drip.unsubscribe.links import Links
 from drip.unsubscribe.tokens import TokenSigner
@@ -63,23 +65,22 @@ def compose_specimen(
 ) -> Specimen:
     """`step` rendered for `contact` as the worker renders it; raise RenderError naming the
     template and the problem."""
-    unsubscribe_url = links.unsubscribe_url(public_id)
-    footer_url = links.footer_unsubscribe_url(unsubscribe_url, sequence.id)
-    step_links = links.for_contact(public_id, sequence, step.id)
-    rendered = renderer.render(
-        sequence, step, contact, unsubscribe_url=footer_url, links=step_links
-    )
-    message = build_email(
-        rendered,
+    composed = compose(
+        renderer,
+        links,
+        sequence,
+        step,
+        contact,
+        public_id=public_id,
         to_email=to_email or contact.email,
-        to_name=contact.first_name,
-        sender=sequence.from_,
-        reply_to=sequence.reply_to,
-        unsubscribe_url=unsubscribe_url,
-        unsubscribe_mailto=links.unsubscribe_mailto,
         custom_args=custom_args or {"sequence": sequence.id, "step": step.id},
     )
-    return Specimen(rendered, message, footer_url, frozenset({footer_url, *step_links.values()}))
+    return Specimen(
+        composed.rendered,
+        composed.message,
+        composed.footer_url,
+        frozenset({composed.footer_url, *composed.step_links.values()}),
+    )
 
 
 def subject_for(
