@@ -40,6 +40,7 @@ from drip.models import (
     Delivery,
     Download,
     Enrollment,
+    LinkClick,
     ProviderEvent,
 )
 from drip.models.contact import new_public_id
@@ -141,6 +142,12 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
                 select(Download).where(Download.contact_id == contact.id).order_by(Download.id)
             )
         ],
+        "link_clicks": [
+            _row(c)
+            for c in session.scalars(
+                select(LinkClick).where(LinkClick.delivery_id.in_(_deliveries_of(contact)))
+            )
+        ],
         "audit": [_row(a) for a in _audit_of(session, contact)],
     }
 
@@ -173,12 +180,23 @@ def forget_contact(session: Session, contact: Contact, *, now: datetime) -> None
         .where(Delivery.contact_id == contact.id, Delivery.error.is_not(None))
         .values(error=ERASED_ERROR)
     )
+    # A template may put the contact's own data in a link: the clicked URL goes too.
+    session.execute(
+        update(LinkClick)
+        .where(LinkClick.delivery_id.in_(_deliveries_of(contact)), LinkClick.url != "")
+        .values(url="")
+    )
     contact.email = None
     contact.first_name = None
     contact.timezone = None
     contact.source = None
     contact.attributes = {}
     contact.public_id = new_public_id()
+
+
+def _deliveries_of(contact: Contact) -> Any:
+    """The ids of the contact's deliveries, as a subquery."""
+    return select(Delivery.id).where(Delivery.contact_id == contact.id)
 
 
 def _erased(contact: type[Contact]) -> ColumnElement[bool]:

@@ -22,7 +22,7 @@ from drip.config import Settings
 from drip.contacts.privacy import export_contact, find_contact, forget_contact
 from drip.db import transaction, utcnow
 from drip.events.effects import apply_events
-from drip.models import Base, Contact, ContactStatus, Download, ProviderEvent
+from drip.models import Base, Contact, ContactStatus, Download, LinkClick, ProviderEvent
 from drip.reports.timeline import contact_timeline
 from drip.runtime import Runtime, build_runtime
 from drip.testing.fake_sendgrid import FakeSendGrid
@@ -45,9 +45,11 @@ PERSONAL = {
     "audit_entries.reason": "typed by an operator: may quote the address",
     "audit_entries.details": "free-form details of an operator action",
     "contact_events.properties": "whatever another app reported with the event",
+    "link_clicks.url": "a clicked link's target: a template may put the contact's data in it",
 }
 #: Text and JSON columns that name no subscriber, and why.
 NOT_PERSONAL = {
+    "link_clicks.machine_reason": "the rule that took a click for a machine's",
     "provider_event_ids.sg_event_id": "SendGrid's opaque event id, kept to refuse replays",
     "provider_event_counts.sequence_id": "a sequence file's id (counts of deliveries)",
     "provider_event_counts.step_id": "a step's id (counts of deliveries)",
@@ -191,6 +193,7 @@ EXPORT_KEYS = {
     "provider_events": "provider_events",
     "downloads": "downloads",
     "audit_entries": "audit",
+    "link_clicks": "link_clicks",
 }
 
 
@@ -237,6 +240,16 @@ def test_forget_erases_every_personal_column_and_export_returned_all_of_it(
             reason=f"asked by {ADDRESS} on the phone",
             target=contact.public_id,
             details={"from": ADDRESS},
+        )
+        # and followed a link whose template put the company in its query
+        session.add(
+            LinkClick(
+                delivery_id=first.id,
+                link_index=0,
+                url=f"https://example.com/offer?company={COMPANY}",
+                human=True,
+                clicked_at=utcnow(),
+            )
         )
     # And the provider reported its delivery, an open (IP, user agent) and a bounce that names
     # no delivery (its reason quotes the address); the bounce cancelled step 2 with that reason
