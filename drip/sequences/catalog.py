@@ -19,6 +19,7 @@ from pathlib import Path
 from drip.errors import Problem, RenderError, SequenceError, UnknownSequence
 from drip.render.checks import footer_problems, insecure_links, parse_template, uses_unsubscribe_url
 from drip.render.renderer import Renderer, text_template_names
+from drip.render.variants import each_variant
 from drip.sequences.conditions import ConditionError, check_condition
 from drip.sequences.definition import CONFIRM_STEP, Sequence, Step
 from drip.sequences.files import OfferFileError, resolve_offer_file
@@ -179,8 +180,12 @@ def check_templates(
     if problems:
         return problems
     confirmation = sequence.confirmation_step()
+    # Every variant of a subject test is rendered: a broken variant is found here, not by
+    # the first subscriber it is chosen for.
     steps: list[tuple[Step, tuple[str | int, ...]]] = [
-        (step, ("steps", i)) for i, step in enumerate(sequence.steps)
+        (variant, ("steps", i))
+        for i, step in enumerate(sequence.steps)
+        for _, variant in each_variant(step)
     ]
     steps.append((confirmation, ("confirmation",)))
     for step, where in steps:
