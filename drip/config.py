@@ -25,11 +25,15 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Environment(StrEnum):
+    """Where drip runs: development (embedded defaults) or production (every guard on)."""
+
     DEVELOPMENT = "development"
     PRODUCTION = "production"
 
 
 class TransportName(StrEnum):
+    """How emails leave: SendGrid, or .eml files in the outbox folder."""
+
     SENDGRID = "sendgrid"
     OUTBOX = "outbox"
 
@@ -220,6 +224,7 @@ class Settings(BaseSettings):
 
     @property
     def is_production(self) -> bool:
+        """Whether `DRIP_ENV=production`: the production guard applies."""
         return self.env is Environment.PRODUCTION
 
     def resolved_secret_key(self) -> str:

@@ -60,6 +60,8 @@ def build_transport(settings: Settings) -> Transport:
 
 @dataclass
 class Runtime:
+    """What one process needs, built from settings: database, broker, catalog, transport, sender."""
+
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
@@ -88,6 +90,7 @@ class Runtime:
         enqueue_webhooks(self.broker, row_ids)
 
     def scheduler(self) -> Scheduler:
+        """A scheduler on this runtime's database, catalog and broker, with its recovery jobs."""
         s = self.settings
         return Scheduler(
             sessions=self.sessions,
@@ -105,6 +108,7 @@ class Runtime:
         )
 
     def close(self) -> None:
+        """Close the sender, the transport, the broker and the database pool."""
         if self.webhook_pool is not None:
             self.webhook_pool.close()
         self.sender.close()

@@ -46,6 +46,7 @@ class CliConsole(Console):
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
+        """Set the size a terminal is drawn at (a pipe or a file stays unlimited)."""
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
     @property

@@ -52,6 +52,7 @@ def delivery_of(event: dict[str, Any]) -> int | None:
 
 
 def occurred_at(event: dict[str, Any]) -> datetime | None:
+    """When the provider says the event happened (its `timestamp`), or None when unreadable."""
     value = event.get("timestamp")
     try:
         return datetime.fromtimestamp(float(value), tz=UTC) if value is not None else None

@@ -17,6 +17,8 @@ from drip.models.base import Base, BigId, UTCDateTime
 
 
 class LinkClick(Base):
+    """A click on a tracked link, once per (delivery, link, person or machine), with a count."""
+
     __tablename__ = "link_clicks"
     __table_args__ = (
         UniqueConstraint("delivery_id", "link_index", "human"),

@@ -32,11 +32,15 @@ from drip.models.base import Base, BigId, UTCDateTime
 
 
 class EndpointSource(StrEnum):
+    """Where an endpoint was configured: `webhooks.yaml` or `drip webhooks add`."""
+
     FILE = "file"  # webhooks.yaml beside the sequences; synced at startup
     CLI = "cli"  # drip webhooks add
 
 
 class WebhookStatus(StrEnum):
+    """Where an outgoing event stands with its endpoint."""
+
     PENDING = "pending"  # to send, now or at next_attempt_at
     DELIVERED = "delivered"  # the receiver answered 2xx
     FAILED = "failed"  # given up (three days of retries, a 410, a removed endpoint)

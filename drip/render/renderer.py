@@ -78,6 +78,8 @@ class TemplateContact:
 
 @dataclass(frozen=True)
 class RenderedEmail:
+    """One email's subject, HTML and text for `build_email`, with what reuse and tracking need."""
+
     subject: str
     html: str
     text: str

@@ -103,9 +103,11 @@ class Tokens:
 
     @property
     def unsubscribe(self) -> str:
+        """The stand-in for the unsubscribe link in a shared body."""
         return f"{self._prefix}unsubscribez"
 
     def links(self, names: Iterable[str]) -> dict[str, str]:
+        """A stand-in for each per-contact link named in `names`."""
         return {name: f"{self._prefix}link{n}z" for n, name in enumerate(names)}
 
     def click(self, index: int) -> str:

@@ -67,6 +67,7 @@ class Subscriber:
 
 
 def describe_window(window: SendWindow | None) -> str:
+    """A send window as `simulate` prints it: its days and hours, or "any time"."""
     if window is None:
         return "any time"
     days = ",".join(d.value for d in window.days)

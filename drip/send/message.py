@@ -15,6 +15,8 @@ from drip.sequences.definition import Address
 
 @dataclass(frozen=True)
 class OutgoingEmail:
+    """An email ready for a transport: the rendered parts, addresses, headers and custom args."""
+
     to_email: str
     to_name: str | None
     sender: Address
@@ -29,6 +31,7 @@ class OutgoingEmail:
 
     @property
     def delivery_id(self) -> str | None:
+        """The drip delivery this email is, from its custom args."""
         return self.custom_args.get("delivery_id")
 
 

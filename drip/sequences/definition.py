@@ -31,6 +31,8 @@ MIN_VARIANTS, MAX_VARIANTS = 2, 5
 
 
 class Weekday(StrEnum):
+    """A day of a send window, as the sequence file names it."""
+
     MON = "mon"
     TUE = "tue"
     WED = "wed"
@@ -67,10 +69,14 @@ def check_timezone(name: str) -> str:
 
 
 class Strict(BaseModel):
+    """A part of a sequence file: unknown keys are refused, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Address(Strict):
+    """An email address with an optional display name (`from:`, `reply_to:`)."""
+
     email: str
     name: str | None = None
 
@@ -119,6 +125,7 @@ class Download(Strict):
 
     @property
     def download_name(self) -> str:
+        """The file name a subscriber's browser saves the download as."""
         return self.filename or self.file.rsplit("/", 1)[-1]
 
 
@@ -141,6 +148,8 @@ class EventRef(Strict):
 
 
 class ReentryMode(StrEnum):
+    """The kinds of `reentry:`."""
+
     NEVER = "never"
     ALWAYS = "always"
     AFTER = "after"
@@ -276,6 +285,8 @@ class Utm(Strict):
 
 
 class Sequence(Strict):
+    """One sequence file: its steps, sender, windows, reactions and tracking."""
+
     id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1)
     from_: Address = Field(alias="from")

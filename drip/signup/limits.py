@@ -24,11 +24,15 @@ def limits_uri(redis_url: str) -> str:
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a signup may go ahead, and else how many seconds until it may."""
+
     allowed: bool
     retry_after: int = 0
 
 
 class SignupLimiter:
+    """Signups counted per IP and per address in Redis; fails open when Redis is down."""
+
     def __init__(self, redis_url: str, *, namespace: str, per_ip: str, per_address: str) -> None:
         storage = RedisStorage(
             limits_uri(redis_url),

@@ -77,6 +77,8 @@ steps:
 
 @dataclass
 class Plan:
+    """What a chaos run does: how many contacts, which faults, how long it may take."""
+
     contacts: int = 700
     race_contacts: int = 500
     worker_kills: int = 3
@@ -106,6 +108,8 @@ class Plan:
 
 @dataclass
 class FaultRecord:
+    """One fault injected during a run, and how the system recovered from it."""
+
     kind: str
     at: float
     recovered_in: float | None = None
@@ -113,6 +117,8 @@ class FaultRecord:
 
 @dataclass
 class Verdict:
+    """What a chaos run found: sent once, lost, duplicated, and sent after an unsubscribe."""
+
     deliveries: int = 0
     sent_once: int = 0
     failed_with_reason: int = 0
@@ -129,6 +135,7 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
+        """Whether every email went exactly once and nothing after an unsubscribe."""
         return (
             self.lost == 0
             and self.duplicated == 0

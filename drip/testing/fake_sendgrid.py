@@ -55,6 +55,7 @@ class Faults:
     seed: int = 1
 
     def draw(self, rng: random.Random) -> str:
+        """The fault for the next request (or "accept"), drawn with `rng`."""
         roll = rng.random()
         for name in ("rate_limit", "error_500", "error_503", "reset", "slow", "accept_then_drop"):
             chance: float = getattr(self, name)
@@ -66,12 +67,15 @@ class Faults:
 
 @dataclass
 class Accepted:
+    """One recipient of a request the fake accepted, with its payload and arrival time."""
+
     message_id: str
     payload: dict[str, Any]
     at: float
 
     @property
     def delivery_id(self) -> str | None:
+        """The drip delivery id this recipient's custom args name."""
         value = self.payload.get("custom_args", {}).get("delivery_id")
         return str(value) if value is not None else None
 
@@ -120,16 +124,19 @@ class FakeSendGrid:
 
     @property
     def url(self) -> str:
+        """The base URL to give drip as `DRIP_SENDGRID_HOST`."""
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
     def start(self) -> FakeSendGrid:
+        """Start serving on loopback (and posting events, when a webhook is set)."""
         self._thread.start()
         if self._webhook:
             self._poster.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and posting events."""
         self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
@@ -167,6 +174,7 @@ class FakeSendGrid:
             self._script.extend(a if isinstance(a, Scripted) else Scripted(a) for a in answers)
 
     def accepted_for(self, delivery_id: int | str) -> list[Accepted]:
+        """Every acceptance of the email for `delivery_id`."""
         with self._lock:
             return [a for a in self.accepted if a.delivery_id == str(delivery_id)]
 

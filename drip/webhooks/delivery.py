@@ -43,6 +43,8 @@ MAX_ERROR = 500
 
 
 class Outcome(StrEnum):
+    """How one delivery attempt to an endpoint ended."""
+
     DELIVERED = "delivered"
     RETRY = "retry"
     FAILED = "failed"

@@ -26,6 +26,8 @@ from typing import Any
 
 
 class EventType(StrEnum):
+    """The events other systems can subscribe to."""
+
     CONTACT_SUBSCRIBED = "contact.subscribed"
     CONTACT_CONFIRMED = "contact.confirmed"
     EMAIL_SENT = "email.sent"
