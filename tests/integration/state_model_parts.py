@@ -123,14 +123,16 @@ class ScriptedProvider(MemoryTransport):
 
 @dataclass
 class Broker:
-    """Redis as a list of delivery ids, at least once; `down` refuses every enqueue."""
+    """Redis as a list of delivery ids, at least once; it refuses the next `refusals`
+    enqueues, as a Redis that restarts for a moment does."""
 
     messages: list[int] = field(default_factory=list)
-    down: bool = False
+    refusals: int = 0
 
     def enqueue(self, delivery_ids: Sequence[int]) -> None:
         """Take the ids, or refuse them like a Redis that is down."""
-        if self.down:
+        if self.refusals:
+            self.refusals -= 1
             raise ConnectionError("Redis is down")
         self.messages.extend(delivery_ids)
 

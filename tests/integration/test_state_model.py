@@ -37,6 +37,7 @@ the search allows them (`excuse_known_bugs`) so that it keeps looking for others
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -165,6 +166,7 @@ def guarded(method: F) -> F:
 
     @functools.wraps(method)
     def run(self: DeliveryModel, *args: Any, **kwargs: Any) -> Any:
+        event(f"rule: {method.__name__}")
         try:
             return method(self, *args, **kwargs)
         except BaseException:
@@ -362,19 +364,22 @@ class DeliveryModel(RuleBasedStateMachine):
         """One scheduler tick: recovery jobs (when due), then claims."""
         self._tick()
 
-    @precondition(lambda self: self.broker.messages)
+    @precondition(lambda self: self.signed_up)
     @rule(answers=st.lists(st.sampled_from(list(Answer)), min_size=1, max_size=6))
     @guarded
     def worker_sends(self, answers: list[Answer]) -> None:
         """A worker fetches as many messages as `answers` has and sends them; the provider
-        answers its calls in that order."""
+        answers its calls in that order. (With nothing queued, time first runs on to the
+        next due row and the scheduler ticks.)"""
+        self._await_work()
         self._work(self.broker.take(len(answers)), answers)
 
-    @precondition(lambda self: self.broker.messages)
+    @precondition(lambda self: self.signed_up)
     @rule(take=st.integers(1, 4))
     @guarded
     def worker_dies_after_claim(self, take: int) -> None:
         """A worker fetches messages, claims the rows, and is killed before anything else."""
+        self._await_work()
         ids = self.broker.take(take)
         now = self.clock()
         with transaction(self.sessions) as session:
@@ -440,17 +445,7 @@ class DeliveryModel(RuleBasedStateMachine):
     def healthy_hour(self) -> None:
         """The clock moves to the next due row; the scheduler ticks and a worker sends
         everything queued, the provider accepting all of it."""
-        with self.sessions() as session:
-            due = session.scalar(
-                select(func.min(Delivery.due_at)).where(
-                    Delivery.status == S.SCHEDULED,
-                    Delivery.sequence_id.not_in(select(SequenceState.sequence_id)),
-                )
-            )
-        if due is not None and due > self.clock():
-            self.clock.now = due
-        self.clock.advance(6)  # past the scheduler's recovery interval
-        self._tick()
+        self._next_due()
         self._work_all()
 
     @precondition(lambda self: self.signed_up)
@@ -489,13 +484,14 @@ class DeliveryModel(RuleBasedStateMachine):
             change(session, sequence, by="ops", reason="model", now=self.clock())
 
     @precondition(lambda self: self.signed_up)
-    @rule(pick=st.integers(0, 100), step=st.integers(0, 5))
+    @rule(pick=st.integers(0, 100), step=st.integers(0, 5), finished=st.booleans())
     @guarded
-    def operator_resend(self, pick: int, step: int) -> None:
-        """`drip resend` of a step of the `pick`th enrollment (refused for an unsubscribed
-        contact)."""
+    def operator_resend(self, pick: int, step: int, finished: bool) -> None:
+        """`drip resend` of a step of the `pick`th enrollment, or of the `pick`th that
+        finished the sequence (someone asking for the template again); refused for an
+        unsubscribed contact."""
         with self.sessions() as session:
-            found = _enrollment(session, pick)
+            found = _enrollment(session, pick, EnrollmentStatus.COMPLETED if finished else None)
         if found is not None:
             contact, sequence = found
             steps = self.catalog.get(sequence).definition.steps
@@ -592,11 +588,11 @@ class DeliveryModel(RuleBasedStateMachine):
         assert self.scheduler is not None
         self.scheduler.catalog = self.catalog
 
-    @rule(down=st.booleans())
+    @rule(refusals=st.integers(1, 3))
     @guarded
-    def redis(self, down: bool) -> None:
-        """Redis goes down (every enqueue is refused) or comes back."""
-        self.broker.down = down
+    def redis_refuses(self, refusals: int) -> None:
+        """Redis goes down for a moment: it refuses the next `refusals` enqueues."""
+        self.broker.refusals = refusals
 
     # Invariants -------------------------------------------------------------------------
 
@@ -684,8 +680,28 @@ class DeliveryModel(RuleBasedStateMachine):
         again = [d for d, r in results.items() if r.outcome is Outcome.RETRY]
         following = [r.next_delivery for r in results.values() if r.next_delivery is not None]
         for batch in (again, following):
-            if batch and not self.broker.down:
-                self.broker.enqueue(batch)  # refused: the lease brings them back
+            if batch:
+                with contextlib.suppress(ConnectionError):  # the leases bring them back
+                    self.broker.enqueue(batch)
+
+    def _next_due(self) -> None:
+        """Move the clock to the next due row (and past the recovery interval); tick."""
+        with self.sessions() as session:
+            due = session.scalar(
+                select(func.min(Delivery.due_at)).where(
+                    Delivery.status == S.SCHEDULED,
+                    Delivery.sequence_id.not_in(select(SequenceState.sequence_id)),
+                )
+            )
+        if due is not None and due > self.clock():
+            self.clock.now = due
+        self.clock.advance(6)
+        self._tick()
+
+    def _await_work(self) -> None:
+        """With nothing queued, let time run on to the next due row."""
+        if not self.broker.messages:
+            self._next_due()
 
     def _work_all(self) -> None:
         """Send every queued message, the provider accepting all."""
@@ -726,11 +742,14 @@ class DeliveryModel(RuleBasedStateMachine):
         left = [
             (r.id, r.step_id, r.status.value) for r in rows if r.status in (S.SCHEDULED, S.QUEUED)
         ]
+        for row in rows:
+            if row.status in (S.SENDING, S.FAILED):
+                event(f"stop: a {'resend' if row.resend else 'planned row'} is {row.status}")
         assert not left, f"an acknowledged stop left rows pending: {left}"
 
     def _drain(self) -> None:
         """Run on with a healthy provider and Redis until nothing is pending."""
-        self.broker.down = False
+        self.broker.refusals = 0
         with transaction(self.sessions) as session:
             for sequence_id in SEQUENCES:
                 resume_sequence(session, sequence_id, by="ops", reason="drain", now=self.clock())
@@ -942,13 +961,17 @@ def _highest_id(session: Session) -> int:
     return session.scalar(select(func.max(Delivery.id))) or 0
 
 
-def _enrollment(session: Session, pick: int) -> tuple[Contact, str] | None:
-    """The contact and sequence of the `pick`th enrollment (modulo their number)."""
-    found = session.execute(
-        select(Contact, Enrollment.sequence_id)
-        .join(Enrollment, Enrollment.contact_id == Contact.id)
-        .order_by(Enrollment.id)
-    ).all()
+def _enrollment(
+    session: Session, pick: int, status: EnrollmentStatus | None = None
+) -> tuple[Contact, str] | None:
+    """The contact and sequence of the `pick`th enrollment (modulo their number), of those
+    in `status` if given."""
+    query = select(Contact, Enrollment.sequence_id).join(
+        Enrollment, Enrollment.contact_id == Contact.id
+    )
+    if status is not None:
+        query = query.where(Enrollment.status == status)
+    found = session.execute(query.order_by(Enrollment.id)).all()
     if not found:
         return None
     contact, sequence_id = found[pick % len(found)]
@@ -1026,7 +1049,7 @@ def test_a_resend_never_reaches_who_left_the_sequence(pg_template: str) -> None:
         model.healthy_hour()
         model.leave(pick=0)
         # When an operator resends its step
-        model.operator_resend(pick=0, step=0)
+        model.operator_resend(pick=0, step=0, finished=True)
         model.healthy_hour()
         # Then nothing of that sequence was accepted after the leave
         model.promises_hold()
