@@ -80,9 +80,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         Move.CONDITION_FALSE, (S.SENDING,), S.SKIPPED, "worker", "its when: was false: next"
     ),
     Transition(Move.PAUSED, (S.SENDING,), S.SCHEDULED, "worker", "its sequence was paused"),
-    Transition(
-        Move.POSTPONED, (S.SENDING,), S.SCHEDULED, "worker", "the daily cap: a later time"
-    ),
+    Transition(Move.POSTPONED, (S.SENDING,), S.SCHEDULED, "worker", "the daily cap: a later time"),
     Transition(Move.RETRY_LATER, (S.SENDING,), S.QUEUED, "worker", "a transient failure"),
     Transition(Move.AWAIT_EVENT, (S.SENDING,), S.SENDING, "worker", "the answer was lost"),
     Transition(

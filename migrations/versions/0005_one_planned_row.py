@@ -31,9 +31,10 @@ SENT = f"status = 'sent' AND {PLANNED}"
 
 
 def _extras(where: str) -> str:
-    """The ids of every matching row but the first of its (enrollment, step)."""
+    """The ids of every matching row but the first of its (enrollment, step). `where` is
+    one of this module's constants, never input."""
     return (
-        "SELECT id FROM (SELECT id, row_number() OVER "
+        "SELECT id FROM (SELECT id, row_number() OVER "  # noqa: S608 - built from this module's constants
         "(PARTITION BY enrollment_id, step_id ORDER BY id) AS n "
         f"FROM deliveries WHERE {where}) AS ranked WHERE n > 1"
     )
@@ -46,7 +47,7 @@ def upgrade() -> None:
         print(f"0005: cancelling {len(pending)} duplicate pending planned rows: {pending[:20]}")
         bind.execute(
             sa.text(
-                "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, "
+                "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, "  # noqa: S608 - built from this module's constants
                 "error = 'cancelled by migration 0005: a second pending row of the same step' "
                 f"WHERE id IN ({_extras(PENDING)})"
             )
@@ -56,7 +57,7 @@ def upgrade() -> None:
         print(f"0005: marking {len(sent)} duplicate sent planned rows as resends: {sent[:20]}")
         bind.execute(
             sa.text(
-                "UPDATE deliveries SET resend = true, "
+                "UPDATE deliveries SET resend = true, "  # noqa: S608 - built from this module's constants
                 "error = 'marked as a resend by migration 0005: the step had been sent already' "
                 f"WHERE id IN ({_extras(SENT)})"
             )
