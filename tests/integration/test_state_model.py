@@ -29,8 +29,7 @@ After every step it checks the promises:
 At the end the provider accepts everything while time runs on: every row must settle
 (sent, skipped, cancelled or failed with a reason), none stuck.
 
-Two promises drip breaks today are written as strict xfail tests at the end of this file;
-the search allows them (`excuse_known_bugs`) so that it keeps looking for others.
+Two bugs this search found are pinned by the directed tests at the end of this file.
 
 `make test` runs a short search; `make fuzz` a long one (DRIP_STATE_MODEL_PROFILE=fuzz).
 """
@@ -287,9 +286,6 @@ class DeliveryModel(RuleBasedStateMachine):
         self.signed_up = False
         #: Each signup: (ledger step, contact id, sequence id).
         self.signups: list[tuple[int, int, str]] = []
-        #: Allow what the xfail tests at the end show is wrong today, so the search finds
-        #: what else is (False in those tests).
-        self.excuse_known_bugs = True
 
     # The world's parts ------------------------------------------------------------------
 
@@ -556,9 +552,6 @@ class DeliveryModel(RuleBasedStateMachine):
                     continue
                 if delivery_id not in evented:
                     self.excused[delivery_id] += 1
-                elif self.excuse_known_bugs:
-                    event("retry: a row reported processed is queued again (known bug)")
-                    self.excused[delivery_id] += 1
             self._enqueue(ids)
 
     @rule(
@@ -799,11 +792,6 @@ class DeliveryModel(RuleBasedStateMachine):
                     and (contact, sequence) == (row.contact_id, row.sequence_id)
                     for signed, contact, sequence in self.signups
                 )
-                resent_after_leave = (
-                    stop.sequence_id is not None and row.resend and row.id not in stop.rows_then
-                )
-                if resent_after_leave and self.excuse_known_bugs:
-                    continue  # test_a_resend_never_reaches_who_left_the_sequence
                 assert asked_later, (
                     f"delivery {row.id} ({row.sequence_id}/{row.step_id}) was accepted after "
                     f"the contact's acknowledged "
@@ -1005,16 +993,12 @@ def test_the_delivery_state_machine_keeps_its_promises(pg_template: str) -> None
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="drip retry queues a row failed for review again although the provider's "
-    "processed event for it has come since, and the worker sends it a second time",
-)
 def test_a_retry_never_resends_a_row_reported_processed(pg_template: str) -> None:
+    """Found by the search: `drip retry` queued a row failed for review again although
+    the provider's processed event for it had come since, and the worker sent it twice."""
     # Given a send whose answer was lost, failed for review when no event came in time
     DeliveryModel.databases = Databases(pg_template)
     model = DeliveryModel()
-    model.excuse_known_bugs = False
     try:
         model.start(policy=AmbiguousPolicy.REVIEW, signups=[(0, "other")])
         model.worker_sends(answers=[Answer.LOST])
@@ -1033,23 +1017,18 @@ def test_a_retry_never_resends_a_row_reported_processed(pg_template: str) -> Non
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="leaving a sequence after its last email leaves the enrollment completed, and "
-    "`drip resend` of that sequence is then sent: a resend passes the send-time check for "
-    "a completed enrollment",
-)
 def test_a_resend_never_reaches_who_left_the_sequence(pg_template: str) -> None:
+    """Found by the search: leaving a sequence after its last email left the enrollment
+    completed, and a resend of that sequence passed the send-time check."""
     # Given a subscriber who received the whole one-step sequence, then left it
     DeliveryModel.databases = Databases(pg_template)
     model = DeliveryModel()
-    model.excuse_known_bugs = False
     try:
         model.start(policy=AmbiguousPolicy.RESEND, signups=[(0, "other")])
         model.healthy_hour()
         model.leave(pick=0)
         # When an operator resends its step
-        model.operator_resend(pick=0, step=0, finished=True)
+        model.operator_resend(pick=0, step=0, finished=False)
         model.healthy_hour()
         # Then nothing of that sequence was accepted after the leave
         model.promises_hold()
