@@ -50,7 +50,7 @@ from sqlalchemy.types import TypeEngine
 from drip.contacts.identity import email_hash
 from drip.contacts.imports import ImportRow, Refusal, plan_start
 from drip.db import unnest_params, unnest_rows, upsert_for
-from drip.deliveries.planning import insert_deliveries
+from drip.deliveries.inserts import insert_deliveries
 from drip.deliveries.transitions import Move, transition
 from drip.events.contact_store import attach_events_many
 from drip.models import Contact, ContactStatus, Delivery, Enrollment, EnrollmentStatus

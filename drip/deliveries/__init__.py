@@ -8,7 +8,8 @@ expected and new statuses are read from one table:
 - `moves`        the conditional UPDATEs that move rows: claims, hand-backs, retries, cancels
 - `finish`       moving a whole batch out of `sending`, each row with its own values
 - `progress`     what counts as received: the one rule the planner, `plan` and `stats` share
-- `planning`     inserting the next planned row, or a row off the planned line
+- `planning`     the next planned row of an enrollment, or a row off the planned line
+- `inserts`      many rows in one statement; what the one-planned-row indexes refuse
 - `outcomes`     `record_outcomes`: records how sends ended and alone decides what follows
 - `enqueue`      `enqueue_after_commit`: hand the rows back when Redis refuses them
 """

@@ -12,8 +12,9 @@ from sqlalchemy import select, update
 from drip.config import AmbiguousPolicy
 from drip.db import transaction
 from drip.deliveries.enqueue import enqueue_after_commit
+from drip.deliveries.inserts import insert_deliveries
 from drip.deliveries.moves import resend_ambiguous
-from drip.deliveries.planning import insert_deliveries, plan_following
+from drip.deliveries.planning import plan_following
 from drip.errors import AmbiguousSendError, TransientSendError
 from drip.metrics import PLANS_REFUSED
 from drip.models import (
