@@ -11,12 +11,15 @@ delivered, open), in monthly partitions. Then, at each size:
   that claims and enqueues 1,000 due rows;
 - `drip stats` (the funnel) before the daily run counted the closed months (raw rows only)
   and after (counts plus the open month's raw rows);
-- `drip contacts show` (one contact's timeline) and `drip sequences plan`.
+- `drip contacts show` (one contact's timeline) and `drip sequences plan`;
+- `POST /signups` at 100 requests/s for 10 s through `drip api` (2 workers): p50, p99.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +27,19 @@ from statistics import median
 from typing import Any
 
 import psycopg
-from harness import REDIS, ROOT, drop_database, fresh_database
+from harness import (
+    REDIS,
+    ROOT,
+    drip_env,
+    drop_database,
+    free_port,
+    fresh_database,
+    healthy,
+    open_loop,
+    percentile,
+    start_provider,
+    wait,
+)
 
 #: Enrolments spread uniformly over this many days back from now.
 SPREAD_DAYS = 35
@@ -74,6 +89,7 @@ def measure(sizes: list[int]) -> list[dict[str, Any]]:
             figures["bytes"] = sizes_per_subscriber(url, size)
             print(f"  scale {size:,}: seeded in {figures['seed_s']:.0f} s; measuring", flush=True)
             figures.update(timings(url, size))
+            figures.update(signup_latency(url))
         finally:
             drop_database(DATABASE)
         print(f"  scale {size:,}: {figures}", flush=True)
@@ -290,6 +306,31 @@ def timings(url: str, size: int) -> dict[str, float]:
     return out
 
 
+def signup_latency(url: str, *, seconds: float = 10.0, rate: float = 100.0) -> dict[str, float]:
+    """POST /signups at a fixed `rate` (open loop) through `drip api` (2 workers) on the
+    seeded database: p50 and p99 in ms."""
+    port = free_port()
+    fake, fake_port = start_provider()
+    api = subprocess.Popen(
+        [sys.executable, "-m", "drip", "api", "--port", str(port), "--workers", "2"],
+        env=drip_env(url, fake_port, "bench-scale-api"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait(lambda: healthy(base), 60, "the API")
+        latencies = [latency for _, latency, _ in open_loop(base, seconds, rate, prefix="scale")]
+    finally:
+        api.terminate()
+        fake.terminate()
+        api.wait(timeout=30)
+    return {
+        "signup_p50_ms": percentile(latencies, 0.5) * 1000,
+        "signup_p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """The scale table, one row per size, as docs/performance.md shows it."""
     head = (
@@ -297,9 +338,9 @@ def table(results: list[dict[str, Any]]) -> str:
         "enrollments, deliveries, provider events, ids, counts) | recovery pass (first, "
         "with the daily retention run) | tick, 1,000 due (claimed) | stats (raw only) | "
         "stats (its events part) | "
-        "contacts show | sequences plan |"
+        "contacts show | sequences plan | POST /signups at 100/s (p50, p99) |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in results:
         b = r["bytes"]
         split = ", ".join(f"{b[t]:,.0f}" for t in TABLES)
@@ -310,6 +351,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['tick_ms']:,.0f} ms ({r['tick_claimed']:,}) "
             f"| {r['stats_raw_ms']:,.0f} ms | {r['stats_ms']:,.0f} ms "
             f"({r['stats_events_ms']:,.0f} ms) "
-            f"| {r['show_ms']:.1f} ms | {r['plan_s']:.1f} s |"
+            f"| {r['show_ms']:.1f} ms | {r['plan_s']:.1f} s "
+            f"| {r['signup_p50_ms']:.1f} ms, {r['signup_p99_ms']:.1f} ms |"
         )
     return "\n".join(lines)
