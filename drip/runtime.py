@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
 from dramatiq import Actor, Broker
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from drip.broker import build_broker, embedded_redis_url
@@ -42,6 +44,8 @@ from drip.webhooks.outbox import deliver_after_commit
 from drip.webhooks.recovery import enqueue_due_webhooks_job
 
 #: Every queue a drip worker consumes.
+log = structlog.get_logger(__name__)
+
 QUEUES = (send_actor.SEND_QUEUE, EVENTS_QUEUE, WEBHOOKS_QUEUE)
 
 
@@ -189,8 +193,13 @@ def build_runtime(
     file_endpoints = load_endpoints_file(
         settings.sequences_dir, development=not settings.is_production
     )
-    with transaction(sessions) as session:
-        sync_file_endpoints(session, file_endpoints, now=utcnow())
+    try:
+        with transaction(sessions) as session:
+            sync_file_endpoints(session, file_endpoints, now=utcnow())
+    except SQLAlchemyError as exc:
+        # The API must start (and answer 503) while the database is down; the file is
+        # synced by the next process that starts with the database up.
+        log.warning("webhooks.sync_deferred", error=str(exc))
     runtime.webhook_pool = SenderPool(WebhookSender(sessions))
     declare_webhooks_actor(broker, runtime.webhook_pool)
     deliver_after_commit(sessions, runtime.enqueue_webhooks)
