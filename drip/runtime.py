@@ -43,9 +43,9 @@ from drip.webhooks.endpoints import sync_file_endpoints
 from drip.webhooks.outbox import deliver_after_commit
 from drip.webhooks.recovery import enqueue_due_webhooks_job
 
-#: Every queue a drip worker consumes.
 log = structlog.get_logger(__name__)
 
+#: Every queue a drip worker consumes.
 QUEUES = (send_actor.SEND_QUEUE, EVENTS_QUEUE, WEBHOOKS_QUEUE)
 
 
