@@ -9,7 +9,8 @@ code on a real PostgreSQL database.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -21,6 +22,7 @@ import yaml
 
 from drip.errors import AmbiguousSendError, PermanentSendError, TransientSendError
 from drip.send.message import OutgoingEmail
+from drip.send.stores.sql import SqlGuard, SqlSendStore
 from drip.send.transports import MemoryTransport
 from drip.sequences.catalog import SequenceCatalog
 
@@ -119,6 +121,22 @@ class ScriptedProvider(MemoryTransport):
         if answer is Answer.DIE_AFTER:
             raise WorkerKilled
         return message_id
+
+
+class InterleavedStore(SqlSendStore):
+    """The sender's SQL store, with a hook that runs once between a batch's claim (already
+    committed) and its guard transaction: the moment another actor may act."""
+
+    between: Callable[[], None] | None = None
+
+    @contextmanager
+    def guard(self) -> Iterator[SqlGuard]:
+        """Run the hook, if any, then open the guard transaction."""
+        if self.between is not None:
+            between, self.between = self.between, None
+            between()
+        with super().guard() as guard:
+            yield guard
 
 
 @dataclass

@@ -108,6 +108,7 @@ from tests.integration.state_model_parts import (
     Answer,
     Broker,
     Clock,
+    InterleavedStore,
     Ledger,
     ScriptedProvider,
     SequenceFiles,
@@ -258,8 +259,9 @@ class DeliveryModel(RuleBasedStateMachine):
         self.ledger = Ledger()
         self.provider = ScriptedProvider(self.ledger, self.clock)
         self.broker = Broker()
+        self.store = InterleavedStore(self.sessions)
         self.sender = DeliverySender(
-            sessions=self.sessions,
+            store=self.store,
             catalog=self.catalog,
             transport=self.provider,
             links=Links(signer=TokenSigner("model-secret"), base_url="https://drip.test"),
@@ -457,6 +459,33 @@ class DeliveryModel(RuleBasedStateMachine):
     def leave(self, pick: int) -> None:
         """A subscriber leaves the sequence of the `pick`th enrollment."""
         self._stop(pick, everything=False)
+
+    @precondition(lambda self: self.signed_up)
+    @rule(
+        answers=st.lists(st.sampled_from(list(Answer)), min_size=1, max_size=6),
+        pick=st.integers(0, 100),
+        everything=st.booleans(),
+    )
+    @guarded
+    def unsubscribe_during_a_send(self, answers: list[Answer], pick: int, everything: bool) -> None:
+        """A worker claims a batch; before its send-time checks, the subscriber of one of
+        its rows unsubscribes (from everything, or that row's sequence); then the worker
+        goes on, the provider answering as `answers` says."""
+        self._await_work()
+        ids = self.broker.take(len(answers))
+        with self.sessions() as session:
+            rows = [r for r in _rows(session) if r.id in ids and r.status is S.QUEUED]
+            if not rows:
+                self._work(ids, answers)
+                return
+            row = rows[pick % len(rows)]
+            public_id = session.get_one(Contact, row.contact_id).public_id
+        sequence_id = None if everything else row.sequence_id
+        self.store.between = lambda: self._stop_contact(public_id, row.contact_id, sequence_id)
+        try:
+            self._work(ids, answers)
+        finally:
+            self.store.between = None
 
     @precondition(lambda self: self.ledger.accepted)
     @rule(back=st.integers(0, 3), everything=st.booleans())
