@@ -241,6 +241,9 @@ def simulate(
     downloaded: str | None = typer.Option(
         None, "--downloaded", help="OFFSET: when the subscriber fetches the file, e.g. 1h."
     ),
+    max_per_day: int | None = typer.Option(
+        None, "--max-per-day", min=0, help="The daily cap (default: DRIP_MAX_EMAILS_PER_DAY)."
+    ),
 ) -> None:
     """Every step's send time in UTC and the subscriber's local time, windows and DST
     applied; with events, a download and attributes, which steps are skipped and where a
@@ -264,6 +267,7 @@ def simulate(
         zone=zone,
         subject=_sample_subject(_catalog(), loaded),
         subscriber=subscriber,
+        daily_cap=load_settings().max_emails_per_day if max_per_day is None else max_per_day,
     )
     if as_json:
         print(

@@ -28,6 +28,20 @@ def subscriber_zone(timezone: str | None, sequence: Sequence) -> ZoneInfo:
     return ZoneInfo(timezone or sequence.timezone)
 
 
+#: The window the daily cap (DRIP_MAX_EMAILS_PER_DAY) counts a contact's emails in.
+CAP_WINDOW = timedelta(days=1)
+
+
+def cap_opens(sent: Collection[datetime], cap: int, at: datetime) -> datetime | None:
+    """When the daily cap lets one more email go, for a contact whose emails went at `sent`:
+    None when it allows one at `at`, else when the oldest email that fills it is a day old
+    (the step is postponed to then, into its window; never dropped). A cap of 0 is none."""
+    recent = sorted(t for t in sent if at - CAP_WINDOW < t <= at)
+    if not cap or len(recent) < cap:
+        return None
+    return recent[len(recent) - cap] + CAP_WINDOW
+
+
 def next_step(sequence: Sequence, received: Collection[str]) -> Step | None:
     """The step to send next to someone who has received the steps with ids in `received`."""
     position = max(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from drip.render.variants import each_variant
-from drip.schedule.planner import plan_due
+from drip.schedule.planner import cap_opens, fit_window, plan_due
 from drip.sequences.conditions import ConditionError, ContactView, Situation, evaluate
 from drip.sequences.definition import EVENT_NAME_PATTERN, SendWindow, Sequence, Step
 from drip.sequences.delays import format_delay, parse_delay
@@ -81,9 +81,12 @@ def simulate(
     zone: ZoneInfo,
     subject: Callable[[Step], str] = lambda step: step.subject,
     subscriber: Subscriber = Subscriber(),
+    daily_cap: int = 0,
 ) -> list[SimulatedSend]:
-    """Every step's send time, each email assumed sent the moment it falls due."""
+    """Every step's send time, each email assumed sent the moment it falls due (or when the
+    daily cap lets it go: postponed into its window, as the worker does)."""
     sends: list[SimulatedSend] = []
+    sent: list[datetime] = []
     last_sent = clock = signup_at
     for number, step in enumerate(sequence.steps, 1):
         # Planned from the last email sent, but never before the previous step was handled:
@@ -103,6 +106,12 @@ def simulate(
             outcome, note = "ends", f"goal reached: {goal}"
         elif step.when is not None and not _holds(step.when, subscriber, due):
             outcome, note = "skipped", f"when: {step.when} is false"
+        elif (opens := cap_opens(sent, daily_cap, due)) is not None:
+            was, due = due, fit_window(opens, sequence.window_for(step), zone)
+            clock, note = (
+                due,
+                f"postponed by the daily cap of {daily_cap} from {was:%Y-%m-%d %H:%M} UTC",
+            )
         sends.append(
             SimulatedSend(
                 number,
@@ -121,6 +130,7 @@ def simulate(
             break
         if outcome == "sent":
             last_sent = due
+            sent.append(due)
     return sends
 
 

@@ -17,7 +17,7 @@ from enum import StrEnum
 from drip.deliveries.transitions import Move
 from drip.errors import PermanentSendError, SendError, Throttled, TransientSendError
 from drip.models import Contact, Delivery, Enrollment, EnrollmentStatus
-from drip.schedule.planner import fit_window, subscriber_zone
+from drip.schedule.planner import CAP_WINDOW, cap_opens, fit_window, subscriber_zone
 from drip.send.backoff import compute_backoff
 from drip.send.transmit import Answer
 from drip.sequences.catalog import LoadedSequence, SequenceCatalog
@@ -113,7 +113,7 @@ class RetryPolicy:
 
 
 #: The window the daily cap counts sends in.
-DAY = timedelta(days=1)
+DAY = CAP_WINDOW
 
 
 def decide(
@@ -159,11 +159,8 @@ def decide(
         false = _condition_false(step.when, facts, sequence.id, now)
         if false is not None:
             return End(Outcome.SKIPPED, Move.CONDITION_FALSE, "send.condition_false", false)
-    recent = [at for at in facts.recent_sends if at > now - DAY]
-    if on_line and daily_cap and len(recent) >= daily_cap:
-        # Postponed, never dropped: to when the oldest of the day's emails is a day old,
-        # then into the step's window in the subscriber's zone.
-        opens = sorted(recent)[len(recent) - daily_cap] + DAY
+    opens = cap_opens(facts.recent_sends, daily_cap, now) if on_line else None
+    if opens is not None:
         zone = subscriber_zone(facts.contact.timezone, sequence)
         due = fit_window(opens, sequence.window_for(step), zone)
         reason = f"daily cap of {daily_cap} reached; postponed to {due:%Y-%m-%d %H:%M} UTC"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,6 +18,7 @@ from drip.models import (
     Enrollment,
     EnrollmentStatus,
 )
+from drip.schedule.simulation import simulate
 from drip.send.sender import DeliverySender, Outcome, SendPolicy
 from drip.send.stores import MemorySendStore
 from drip.send.transports import MemoryTransport
@@ -237,3 +239,16 @@ def test_under_the_cap_the_email_goes(tmp_path: Path) -> None:
     twin.queue("welcome", sent_before=NOW - timedelta(hours=10))
     twin.queue("second", sent_before=NOW - timedelta(hours=4))
     assert twin.sender.send(twin.queue("third").id).outcome is Outcome.SENT
+
+
+def test_simulate_shows_the_daily_cap_as_the_worker_applies_it() -> None:
+    # The test sequence sends three emails a second apart; a cap of two holds the third
+    # until the first is a day old (no send window: any time)
+    sequence = SequenceCatalog.load(TEST_SEQUENCES, postal_address="x").get("quick").definition
+    sends = simulate(sequence, signup_at=NOW, zone=ZoneInfo("UTC"), daily_cap=2)
+    assert [(s.step_id, s.due_utc) for s in sends] == [
+        ("welcome", NOW),
+        ("second", NOW + timedelta(seconds=1)),
+        ("third", NOW + timedelta(days=1)),
+    ]
+    assert sends[2].note.startswith("postponed by the daily cap of 2")
