@@ -119,7 +119,7 @@ from tests.integration.state_model_parts import (
 S = DeliveryStatus
 
 #: The people who may sign up, and the sequences they may join.
-PEOPLE = 4
+PEOPLE = 6
 SEQUENCES = ("quick", "other")
 
 #: The default search fits `make test` (well under a minute); `make fuzz` goes deeper.
@@ -447,18 +447,12 @@ class DeliveryModel(RuleBasedStateMachine):
         self._work_all()
 
     @precondition(lambda self: self.signed_up)
-    @rule(pick=st.integers(0, 100))
+    @rule(pick=st.integers(0, 100), everything=st.booleans())
     @guarded
-    def unsubscribe(self, pick: int) -> None:
-        """A subscriber (of the `pick`th enrollment) unsubscribes from everything."""
-        self._stop(pick, everything=True)
-
-    @precondition(lambda self: self.signed_up)
-    @rule(pick=st.integers(0, 100))
-    @guarded
-    def leave(self, pick: int) -> None:
-        """A subscriber leaves the sequence of the `pick`th enrollment."""
-        self._stop(pick, everything=False)
+    def unsubscribe(self, pick: int, everything: bool) -> None:
+        """The subscriber of the `pick`th enrollment unsubscribes from everything, or
+        leaves that enrollment's sequence."""
+        self._stop(pick, everything=everything)
 
     @precondition(lambda self: self.signed_up)
     @rule(
@@ -486,19 +480,6 @@ class DeliveryModel(RuleBasedStateMachine):
             self._work(ids, answers)
         finally:
             self.store.between = None
-
-    @precondition(lambda self: self.ledger.accepted)
-    @rule(back=st.integers(0, 3), everything=st.booleans())
-    @guarded
-    def unsubscribe_from_an_email(self, back: int, everything: bool) -> None:
-        """The reader of one of the latest emails clicks its unsubscribe link: everything,
-        or only that email's sequence."""
-        accepted = self.ledger.accepted
-        _, delivery_id, _ = accepted[-1 - back % len(accepted)]
-        with self.sessions() as session:
-            row = session.get_one(Delivery, delivery_id)
-            contact = session.get_one(Contact, row.contact_id)
-        self._stop_contact(contact.public_id, contact.id, None if everything else row.sequence_id)
 
     @rule(sequence=st.sampled_from(SEQUENCES), paused=st.booleans())
     @guarded
@@ -1055,7 +1036,7 @@ def test_a_resend_never_reaches_who_left_the_sequence(pg_template: str) -> None:
     try:
         model.start(policy=AmbiguousPolicy.RESEND, signups=[(0, "other")])
         model.healthy_hour()
-        model.leave(pick=0)
+        model.unsubscribe(pick=0, everything=False)
         # When an operator resends its step
         model.operator_resend(pick=0, step=0, finished=False)
         model.healthy_hour()
