@@ -125,8 +125,8 @@ SEQUENCES = ("quick", "other")
 #: The default search fits `make test` (well under a minute); `make fuzz` goes deeper.
 settings.register_profile(
     "state-model",
-    max_examples=12,
-    stateful_step_count=50,
+    max_examples=25,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
