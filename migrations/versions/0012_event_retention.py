@@ -124,8 +124,7 @@ def _partition_provider_events() -> None:
     )
     # Rows arrive in received_at order: a BRIN index finds a day's range for a few pages.
     op.execute(
-        "CREATE INDEX ix_provider_events_received_at ON provider_events "
-        "USING brin (received_at)"
+        "CREATE INDEX ix_provider_events_received_at ON provider_events USING brin (received_at)"
     )
     op.execute("CREATE TABLE provider_events_default PARTITION OF provider_events DEFAULT")
     bind = op.get_bind()
