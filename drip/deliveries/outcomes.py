@@ -68,7 +68,7 @@ def follow_up(ended: Ended) -> FollowUp | None:
         return None
     if not on_the_line(resend=delivery.resend, step_id=delivery.step_id):
         return None
-    if ended.move in (Move.ACCEPTED, Move.SETTLED_FROM_EVENT):
+    if ended.move in (Move.ACCEPTED, Move.SETTLED_FROM_EVENT, Move.REPORTED_SENT):
         if enrollment.status is not EnrollmentStatus.ACTIVE or not contact.is_subscribed:
             return None
         return FollowUp(enrollment, contact, sequence, delivery.step_id, ended.at)

@@ -31,6 +31,7 @@ class Move(StrEnum):
     CLAIM_SEND = "claim_send"
     ACCEPTED = "accepted"
     SETTLED_FROM_EVENT = "settled_from_event"
+    REPORTED_SENT = "reported_sent"
     REFUSED = "refused"
     STOPPED = "stopped"
     STEP_REMOVED = "step_removed"
@@ -70,6 +71,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(
         Move.SETTLED_FROM_EVENT, (S.SENDING,), S.SENT, "scheduler", "a processed event names it"
     ),
+    Transition(
+        Move.REPORTED_SENT, (S.SENDING,), S.SENT, "worker", "its processed event came first"
+    ),
     Transition(Move.REFUSED, (S.SENDING,), S.FAILED, "worker", "refused, unrenderable, or spent"),
     Transition(Move.STOPPED, (S.SENDING,), S.CANCELLED, "worker", "a send-time check said stop"),
     Transition(
@@ -108,6 +112,7 @@ FINISHING = frozenset(
     {
         Move.ACCEPTED,
         Move.SETTLED_FROM_EVENT,
+        Move.REPORTED_SENT,
         Move.REFUSED,
         Move.STOPPED,
         Move.STEP_REMOVED,

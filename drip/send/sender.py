@@ -145,13 +145,24 @@ class DeliverySender:
         ended: list[Ended] = []
         with self.store.guard() as guard:
             facts = guard.facts(claimed, self._needs())
+            # A row sent again (its answer was lost) whose first send the provider reported
+            # processed meanwhile was sent: recorded as such, never sent a second time.
+            again = [d.id for d in claimed if d.attempts > 1]
+            reported = guard.reported_processed(again) if again else {}
             outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail, Logger]] = []
             now = self.clock()
             for delivery in claimed:
                 bound = _bound(delivery)
                 found = facts.get(delivery.enrollment_id)
-                decision = decide(
-                    delivery, found, self.catalog, now, daily_cap=self.policy.daily_cap
+                decision = (
+                    End(
+                        Outcome.SENT,
+                        Move.REPORTED_SENT,
+                        "send.reported_sent",
+                        {"sent_at": reported[delivery.id], "error": None},
+                    )
+                    if delivery.id in reported
+                    else decide(delivery, found, self.catalog, now, daily_cap=self.policy.daily_cap)
                 )
                 if isinstance(decision, End):
                     ended.append(self._ended(delivery, decision, found, now, bound))

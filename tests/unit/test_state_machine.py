@@ -369,3 +369,35 @@ def test_a_row_taken_over_mid_call_plans_nothing(world: World) -> None:
     # Then the worker records nothing for it, and plans nothing after it
     assert (result.outcome, result.next_delivery) == (Outcome.SENT, None)
     assert [(r.step_id, r.status) for r in world.rows()] == [("welcome", DeliveryStatus.QUEUED)]
+
+
+def test_a_blind_resend_whose_first_send_is_reported_in_time_is_not_sent_again(
+    world: World,
+) -> None:
+    # Given a send whose answer was lost, re-queued blind when no event came in time
+    first = world.signup("a@example.com")
+    world.transport.failures = [AmbiguousSendError("read timeout after the request went out")]
+    assert world.sender.send(first).outcome is Outcome.AMBIGUOUS
+    world.clock.advance(seconds=901)
+    assert world.scheduler().tick().resent == 1
+    # When the provider's processed event arrives before a worker takes the row again
+    with transaction(world.sessions) as session:
+        session.add(
+            ProviderEvent(
+                sg_event_id="late",
+                event="processed",
+                delivery_id=first,
+                payload={},
+                occurred_at=world.clock() - timedelta(seconds=900),
+            )
+        )
+    result = world.sender.send(first)
+    # Then it is recorded as sent at the provider's time, and not sent a second time
+    assert result.outcome is Outcome.SENT
+    assert world.transport.sent == []
+    rows = world.rows()
+    assert (rows[0].status, rows[0].sent_at) == (
+        DeliveryStatus.SENT,
+        START + timedelta(seconds=1),
+    )
+    assert [r.step_id for r in rows] == ["welcome", "second"]

@@ -41,6 +41,11 @@ class Guard(Protocol):
         contact locked for share until the transaction ends."""
         ...
 
+    def reported_processed(self, delivery_ids: Sequence[int]) -> dict[int, datetime]:
+        """Which of these rows the provider has reported processed, and when: a row sent
+        again (its answer was lost) whose first send the provider did accept."""
+        ...
+
     def retry_later(
         self, delivery_id: int, *, now: datetime, lease_until: datetime, attempts: int, error: str
     ) -> None:

@@ -36,6 +36,8 @@ class MemorySendStore:
     #: Each contact's events (name, when) and the sequences whose file it downloaded.
     events: dict[int, list[tuple[str, datetime]]] = field(default_factory=dict)
     downloads: dict[int, set[str]] = field(default_factory=dict)
+    #: When the provider reported each delivery processed.
+    processed: dict[int, datetime] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def add(self, delivery: Delivery) -> Delivery:
@@ -97,6 +99,10 @@ class MemorySendStore:
                     ),
                 )
         return found
+
+    def reported_processed(self, delivery_ids: Sequence[int]) -> dict[int, datetime]:
+        """See `Guard.reported_processed`."""
+        return {d: self.processed[d] for d in delivery_ids if d in self.processed}
 
     def retry_later(
         self, delivery_id: int, *, now: datetime, lease_until: datetime, attempts: int, error: str

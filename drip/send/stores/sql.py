@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from drip.db import is_postgresql
@@ -20,6 +20,7 @@ from drip.models import (
     DeliveryStatus,
     Download,
     Enrollment,
+    ProviderEvent,
     SequenceState,
 )
 from drip.send.decisions import Facts
@@ -105,6 +106,18 @@ class SqlGuard:
             if sent_at is not None:
                 found[contact_id].append(sent_at)
         return found
+
+    def reported_processed(self, delivery_ids: Sequence[int]) -> dict[int, datetime]:
+        """See `Guard.reported_processed`."""
+        rows = self.session.execute(
+            select(ProviderEvent.delivery_id, func.min(ProviderEvent.occurred_at))
+            .where(
+                ProviderEvent.delivery_id.in_(list(delivery_ids)),
+                ProviderEvent.event == "processed",
+            )
+            .group_by(ProviderEvent.delivery_id)
+        )
+        return {d: at for d, at in rows if d is not None and at is not None}
 
     def retry_later(
         self, delivery_id: int, *, now: datetime, lease_until: datetime, attempts: int, error: str
