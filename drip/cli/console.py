@@ -56,4 +56,5 @@ class CliConsole(Console):
 
     @soft_wrap.setter
     def soft_wrap(self, value: bool) -> None:
+        """Set soft wrapping for a terminal (a pipe or a file never wraps)."""
         self._soft_wrap_on_terminal = value

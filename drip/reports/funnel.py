@@ -65,6 +65,8 @@ COLUMNS = (
 
 @dataclass
 class StepFunnel:
+    """One step's row of the funnel: its counts, and rates over sent."""
+
     sequence: str
     step: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COLUMNS, 0))
@@ -121,11 +123,14 @@ class LinkLine:
 
 @dataclass(frozen=True)
 class Lag:
+    """How late the scheduler is: the oldest due row nobody has claimed yet."""
+
     seconds: float
     oldest_due_id: int | None
     oldest_due_at: datetime | None
 
     def as_dict(self) -> dict[str, object]:
+        """The lag as JSON-ready values."""
         return {
             "lag_seconds": round(self.seconds, 3),
             "oldest_due_id": self.oldest_due_id,
