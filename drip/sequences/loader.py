@@ -98,32 +98,7 @@ class ParsedFile:
 def parse_sequence_file(path: Path) -> ParsedFile:
     """Parse one YAML file into a Sequence; raise SequenceError with file, line and field."""
     name = str(path)
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_SEQUENCE_FILE_BYTES + 1)
-        if len(raw) > MAX_SEQUENCE_FILE_BYTES:
-            raise SequenceError(
-                [
-                    Problem(
-                        name,
-                        None,
-                        "file",
-                        f"is larger than {MAX_SEQUENCE_FILE_BYTES // 1024} KiB,"
-                        " the most a sequence file may be",
-                    )
-                ]
-            )
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SequenceError([Problem(name, None, "file", f"cannot be read: {exc}")]) from exc
-    try:
-        root, data = _compose_and_construct(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SequenceError([Problem(name, line, "yaml", str(exc.problem or exc))]) from exc
-    except yaml.YAMLError as exc:
-        raise SequenceError([Problem(name, None, "yaml", str(exc))]) from exc
+    root, data = read_yaml(path, what="a sequence file")
     if not isinstance(data, dict) or root is None:
         raise SequenceError(
             [Problem(name, 1, "file", "a sequence file is a mapping with id, name, steps, ...")]
@@ -141,6 +116,31 @@ def parse_sequence_file(path: Path) -> ParsedFile:
     if problems:
         raise SequenceError(problems)
     return ParsedFile(sequence, path, root)
+
+
+def read_yaml(path: Path, *, what: str) -> tuple[yaml.Node | None, Any]:
+    """A file marketers or operators write (a sequence, the samples, `webhooks.yaml`): its
+    node tree (for line numbers) and its data. At most MAX_SEQUENCE_FILE_BYTES are read, and
+    anchors, aliases and deep nesting are refused; any problem raises SequenceError with the
+    file and, where there is one, the line."""
+    name = str(path)
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_SEQUENCE_FILE_BYTES + 1)
+        if len(raw) > MAX_SEQUENCE_FILE_BYTES:
+            limit = f"is larger than {MAX_SEQUENCE_FILE_BYTES // 1024} KiB, the most {what} may be"
+            raise SequenceError([Problem(name, None, "file", limit)])
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SequenceError([Problem(name, None, "file", f"cannot be read: {exc}")]) from exc
+    try:
+        return _compose_and_construct(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SequenceError([Problem(name, line, "yaml", str(exc.problem or exc))]) from exc
+    except yaml.YAMLError as exc:
+        raise SequenceError([Problem(name, None, "yaml", str(exc))]) from exc
 
 
 def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:

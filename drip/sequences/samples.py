@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drip.errors import Problem, SequenceError
@@ -23,11 +22,10 @@ from drip.sequences.definition import check_timezone
 
 # One owner of "YAML with lines": the sequence file loader's safe parse and its locator.
 from drip.sequences.loader import (
-    MAX_SEQUENCE_FILE_BYTES,
-    _compose_and_construct,
     _field_name,
     _line_of,
     _message,
+    read_yaml,
 )
 
 #: The samples file's name, beside the sequence files (and not one of them).
@@ -90,20 +88,7 @@ def load_samples(sequences_dir: Path) -> tuple[Sample, ...]:
 def read_samples(path: Path) -> tuple[Sample, ...]:
     """The samples in the file at `path`; raise SequenceError with file, line and field."""
     name = str(path)
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_SEQUENCE_FILE_BYTES + 1)
-        if len(raw) > MAX_SEQUENCE_FILE_BYTES:
-            raise SequenceError([Problem(name, None, "file", "is too large for a samples file")])
-        root, data = _compose_and_construct(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SequenceError([Problem(name, None, "file", f"cannot be read: {exc}")]) from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SequenceError([Problem(name, line, "yaml", str(exc.problem or exc))]) from exc
-    except yaml.YAMLError as exc:
-        raise SequenceError([Problem(name, None, "yaml", str(exc))]) from exc
+    root, data = read_yaml(path, what="a samples file")
     try:
         parsed = _SamplesFile.model_validate(data)
     except ValidationError as exc:

@@ -21,15 +21,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from drip.errors import Problem, WebhookConfigError
+from drip.errors import Problem, SequenceError, WebhookConfigError
 from drip.sequences.loader import (
-    MAX_SEQUENCE_FILE_BYTES,
-    _compose_and_construct,
     _field_name,
     _line_of,
+    read_yaml,
 )
 from drip.webhooks.events import EVENT_TYPES
 
@@ -132,18 +130,9 @@ def load_endpoints_file(sequences_dir: Path, *, development: bool) -> FileEndpoi
         return FileEndpoints((), None)
     name = str(path)
     try:
-        raw = path.read_bytes()
-        if len(raw) > MAX_SEQUENCE_FILE_BYTES:
-            raise WebhookConfigError([Problem(name, None, "file", "is too large")])
-        root, data = _compose_and_construct(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WebhookConfigError([Problem(name, None, "file", f"cannot be read: {exc}")]) from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise WebhookConfigError([Problem(name, line, "yaml", str(exc.problem or exc))]) from exc
-    except yaml.YAMLError as exc:
-        raise WebhookConfigError([Problem(name, None, "yaml", str(exc))]) from exc
+        root, data = read_yaml(path, what="webhooks.yaml")
+    except SequenceError as exc:
+        raise WebhookConfigError(exc.problems) from exc
     if data is None:
         return FileEndpoints((), path)
     try:

@@ -14,7 +14,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from drip.errors import WebhookConfigError
-from drip.webhooks.config_file import check_url, load_endpoints_file
+from drip.webhooks.config_file import ENDPOINTS_FILE, check_url, load_endpoints_file
 from drip.webhooks.events import EVENT_TYPES, ContactRef, EventType, build_body, new_event_id
 from drip.webhooks.retries import RetryPolicy, compute_backoff, next_attempt
 from drip.webhooks.signing import SecretUnusable, signed_headers
@@ -167,3 +167,10 @@ def test_only_contact_events_carry_the_address() -> None:
     erased = ContactRef(public_id="abc123", email=None)
     body = json.loads(build_body(EventType.CONTACT_UNSUBSCRIBED, at, {}, erased))
     assert body["data"]["contact"] == {"id": "abc123", "email": None}
+
+
+def test_an_oversized_webhooks_file_is_refused_naming_it(tmp_path: Path) -> None:
+    # The same bounded, alias-free read as the sequence files (drip.sequences.loader.read_yaml)
+    (tmp_path / ENDPOINTS_FILE).write_text("# x\n" * 100_000)
+    with pytest.raises(WebhookConfigError, match=r"larger than 256 KiB, the most webhooks\.yaml"):
+        load_endpoints_file(tmp_path, development=True)
