@@ -8,14 +8,19 @@ from contextlib import contextmanager
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from drip.cli.console import CliConsole
 from drip.config import Settings
+from drip.db import create_db_engine, session_factory, transaction
 from drip.errors import SequenceError
 from drip.runtime import Runtime, build_runtime
 
 console = CliConsole()
 errors = CliConsole(stderr=True)
+
+#: Who does it, for the audit trail of every operator's write.
+BY = typer.Option(None, "--by", help="Operator name (default: $USER).")
 
 
 def load_settings() -> Settings:
@@ -49,3 +54,25 @@ def report_sequence_error(exc: SequenceError) -> None:
     for problem in exc.problems:
         print(problem, file=sys.stderr)
     errors.print(f"[red]{len(exc.problems)} problem(s) in the sequence files[/red]")
+
+
+@contextmanager
+def database_session() -> Iterator[Session]:
+    """One transaction on the configured database alone (no sequences, Redis or transport),
+    committed when the block ends, rolled back when it raises."""
+    engine = create_db_engine(load_settings().database_url, pool_size=1)
+    try:
+        with transaction(session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def exit_on(*refusals: type[Exception], code: int = 1) -> Iterator[None]:
+    """Turn one of `refusals` raised in the block into its message on stderr and exit `code`."""
+    try:
+        yield
+    except refusals as exc:
+        errors.print(str(exc), markup=False)
+        raise typer.Exit(code) from exc

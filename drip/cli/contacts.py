@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from drip.audit import current_operator, record_audit
-from drip.cli.common import console, errors, load_settings, opened_runtime
+from drip.cli.common import BY, console, errors, load_settings, opened_runtime
 from drip.cli.contact_import import import_file
 from drip.cli.output import JSON, print_json, short_time, table
 from drip.contacts.identity import normalize_email
@@ -29,7 +29,6 @@ app = typer.Typer(
 app.command("import")(import_file)
 
 REASON = typer.Option(..., "--reason", help="Why, for the audit trail.")
-BY = typer.Option(None, "--by", help="Operator name (default: $USER).")
 
 
 def enroll(

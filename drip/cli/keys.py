@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
-from sqlalchemy.orm import Session
 
 from drip.audit import current_operator
-from drip.cli.common import console, errors, load_settings
+from drip.cli.common import BY, console, database_session, exit_on
 from drip.cli.output import JSON, print_json, table
-from drip.db import create_db_engine, session_factory, transaction, utcnow
+from drip.db import utcnow
 from drip.errors import OperationRefused
 from drip.keys.scopes import Scope
 from drip.keys.store import create_key, list_keys, revoke_key
 
 app = typer.Typer(help="API keys for other apps: create, list, revoke.", no_args_is_help=True)
 
-BY = typer.Option(None, "--by", help="Operator name (default: $USER).")
 REASON = typer.Option(None, "--reason", help="Why, for the audit trail.")
 SCOPES = ", ".join(scope.value for scope in Scope)
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    """One transaction on the configured database (no sequences, Redis or transport needed)."""
-    engine = create_db_engine(load_settings().database_url, pool_size=1)
-    try:
-        with transaction(session_factory(engine)) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 @app.command()
@@ -43,13 +28,9 @@ def create(
     as_json: bool = JSON,
 ) -> None:
     """Create a key and print it once: only its hash is kept."""
-    try:
-        with _session() as session:
-            key, new = create_key(session, name, scope, operator=current_operator(by), now=utcnow())
-            scopes = list(key.scopes)
-    except ValueError as exc:
-        errors.print(str(exc), markup=False)
-        raise typer.Exit(2) from exc
+    with exit_on(ValueError, code=2), database_session() as session:
+        key, new = create_key(session, name, scope, operator=current_operator(by), now=utcnow())
+        scopes = list(key.scopes)
     if as_json:
         print_json({"key": new.token, "prefix": new.prefix, "name": key.name, "scopes": scopes})
         return
@@ -63,7 +44,7 @@ def create(
 @app.command("list")
 def list_command(as_json: bool = JSON) -> None:
     """Every key: prefix, name, scopes, created, last used (to the minute), revoked."""
-    with _session() as session:
+    with database_session() as session:
         rows: list[dict[str, Any]] = [
             {
                 "prefix": k.prefix,
@@ -102,13 +83,9 @@ def revoke(
     by: str | None = BY,
 ) -> None:
     """Revoke a key: every request with it gets 401 from now on."""
-    try:
-        with _session() as session:
-            revoked = revoke_key(
-                session, key, operator=current_operator(by), now=utcnow(), reason=reason
-            )
-            prefix = revoked.prefix
-    except OperationRefused as exc:
-        errors.print(str(exc), markup=False)
-        raise typer.Exit(1) from exc
+    with exit_on(OperationRefused), database_session() as session:
+        revoked = revoke_key(
+            session, key, operator=current_operator(by), now=utcnow(), reason=reason
+        )
+        prefix = revoked.prefix
     console.print(f"key {prefix} revoked", markup=False)

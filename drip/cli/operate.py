@@ -9,7 +9,7 @@ from rich.progress import Progress
 from sqlalchemy import select
 
 from drip.audit import current_operator, record_audit
-from drip.cli.common import console, errors, load_settings, opened_runtime
+from drip.cli.common import BY, console, errors, load_settings, opened_runtime
 from drip.cli.output import JSON, print_json, since, table
 from drip.contacts.privacy import find_contact
 from drip.db import transaction, utcnow
@@ -27,7 +27,6 @@ deliveries_app = typer.Typer(
 )
 
 REASON = typer.Option(..., "--reason", help="Why, for the audit trail.")
-BY = typer.Option(None, "--by", help="Operator name (default: $USER).")
 
 
 def resend(

@@ -4,16 +4,13 @@ write. Only the database is needed: a replay is enqueued by the scheduler within
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import typer
-from sqlalchemy.orm import Session
 
 from drip.audit import current_operator
-from drip.cli.common import console, errors, load_settings
+from drip.cli.common import BY, console, database_session, errors, exit_on, load_settings
 from drip.cli.output import JSON, print_json, since, table
-from drip.db import create_db_engine, session_factory, transaction, utcnow
+from drip.db import utcnow
 from drip.errors import OperationRefused, WebhookConfigError
 from drip.webhooks.endpoints import add_endpoint, list_endpoints, remove_endpoint
 from drip.webhooks.events import EVENT_TYPES
@@ -23,19 +20,7 @@ app = typer.Typer(
     help="Outbound webhooks: endpoints, what was delivered, replays.", no_args_is_help=True
 )
 
-BY = typer.Option(None, "--by", help="Operator name (default: $USER).")
 REASON = typer.Option(None, "--reason", help="Why, for the audit trail.")
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    """One transaction on the configured database."""
-    engine = create_db_engine(load_settings().database_url, pool_size=1)
-    try:
-        with transaction(session_factory(engine)) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 @app.command()
@@ -54,21 +39,17 @@ def add(
     """Add an endpoint (or update and enable the one with this URL)."""
     development = not load_settings().is_production
     wanted = [e.strip() for e in events.split(",") if e.strip()]
-    try:
-        with _session() as session:
-            endpoint = add_endpoint(
-                session,
-                url,
-                wanted,
-                secret_env,
-                development=development,
-                operator=current_operator(by),
-                now=utcnow(),
-            )
-            endpoint_id = endpoint.id
-    except WebhookConfigError as exc:
-        errors.print(str(exc), markup=False)
-        raise typer.Exit(2) from exc
+    with exit_on(WebhookConfigError, code=2), database_session() as session:
+        endpoint = add_endpoint(
+            session,
+            url,
+            wanted,
+            secret_env,
+            development=development,
+            operator=current_operator(by),
+            now=utcnow(),
+        )
+        endpoint_id = endpoint.id
     console.print(f"endpoint {endpoint_id}: {url} ({', '.join(wanted)})", markup=False)
     if not os.environ.get(secret_env):
         console.print(
@@ -79,7 +60,7 @@ def add(
 @app.command("list")
 def list_command(as_json: bool = JSON) -> None:
     """Every endpoint: id, URL, event types, where its secret is read, source, state."""
-    with _session() as session:
+    with database_session() as session:
         views = list_endpoints(session)
     rows = [
         {
@@ -120,15 +101,11 @@ def remove(
     by: str | None = BY,
 ) -> None:
     """Stop sending to an endpoint; what it had pending is kept as failed."""
-    try:
-        with _session() as session:
-            removed = remove_endpoint(
-                session, endpoint, operator=current_operator(by), now=utcnow(), reason=reason
-            )
-            url = removed.url
-    except OperationRefused as exc:
-        errors.print(str(exc), markup=False)
-        raise typer.Exit(1) from exc
+    with exit_on(OperationRefused), database_session() as session:
+        removed = remove_endpoint(
+            session, endpoint, operator=current_operator(by), now=utcnow(), reason=reason
+        )
+        url = removed.url
     console.print(f"endpoint {url} removed", markup=False)
 
 
@@ -139,7 +116,7 @@ def deliveries(
     as_json: bool = JSON,
 ) -> None:
     """The newest outbound events: id, event, endpoint, state, attempts, last answer."""
-    with _session() as session:
+    with database_session() as session:
         views = list_deliveries(session, failed_only=failed, limit=limit)
     if as_json:
         print_json([v.__dict__ for v in views])
@@ -181,18 +158,14 @@ def replay_command(
     if (ident is None) == (since_text is None):
         errors.print("give a delivery or event id, or --since (e.g. --since 2h)", markup=False)
         raise typer.Exit(2)
-    try:
-        with _session() as session:
-            ids = replay(
-                session,
-                ident=ident,
-                since=since(since_text),
-                include_delivered=include_delivered,
-                operator=current_operator(by),
-                now=utcnow(),
-                reason=reason,
-            )
-    except OperationRefused as exc:
-        errors.print(str(exc), markup=False)
-        raise typer.Exit(1) from exc
+    with exit_on(OperationRefused), database_session() as session:
+        ids = replay(
+            session,
+            ident=ident,
+            since=since(since_text),
+            include_delivered=include_delivered,
+            operator=current_operator(by),
+            now=utcnow(),
+            reason=reason,
+        )
     console.print(f"{len(ids)} deliveries due again", markup=False)
