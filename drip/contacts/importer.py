@@ -3,8 +3,10 @@
 Per batch of `BATCH_SIZE` rows, a handful of statements whatever the batch holds: one
 multi-row insert of the new contacts (`ON CONFLICT DO NOTHING` on the address hash), one
 read of the known ones, locked for update as a signup locks them, one read of their
-enrolments in the sequence, one multi-row insert of the enrolments and one of the first
-deliveries.
+enrolments in the sequence, one multi-row insert of the enrolments and one of their first
+rows: each step an enrolment starts past (`--start-at`, `--skip-elapsed`), recorded as
+skipped (`before_import_start`: never sent, yet passed, so no later edit of the file sends
+it), and its first step.
 
 The consent rule is the signup's own (`drip.signup.service.consent_for`), with one
 difference: an import never sends a confirmation email, so where the rule asks for one the
@@ -12,9 +14,10 @@ row is refused, counted by the reason (unsubscribed, suppressed, forgotten, left
 sequence). A known address is never changed by an import, and never re-activated.
 
 Idempotent: a second run finds every contact known and enrolled and changes nothing ("already
-enrolled"). The first delivery of each enrolment is inserted `scheduled`, even when due
-now: the scheduler claims due rows in its batches, so an import of 100,000 rows enqueues
-nothing itself. New contacts get the events other apps posted for their address before
+enrolled"): the rows of an enrolment are written with it, in the same transaction, or not
+at all. The first step of each enrolment is inserted `scheduled`, even when due now: the
+scheduler claims due rows in its batches, so an import of 100,000 rows enqueues nothing
+itself. New contacts get the events other apps posted for their address before
 drip knew it (`attach_events_many`), as a signup does.
 
 A dry run runs the very same statements and rolls each batch back: its counts are the ones
@@ -48,10 +51,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
 from drip.contacts.identity import email_hash
-from drip.contacts.imports import ImportRow, Refusal, plan_start
+from drip.contacts.imports import ImportRow, Refusal, Start, plan_start
 from drip.db import unnest_params, unnest_rows, upsert_for
 from drip.deliveries.inserts import insert_deliveries
-from drip.deliveries.transitions import Move, transition
+from drip.deliveries.transitions import BEFORE_IMPORT_START, Move, transition
 from drip.events.contact_store import attach_events_many
 from drip.models import Contact, ContactStatus, Delivery, Enrollment, EnrollmentStatus
 from drip.models.base import Base
@@ -61,6 +64,8 @@ from drip.signup.service import Consent, consent_for
 
 #: Rows written per transaction.
 BATCH_SIZE = 1000
+#: The run a new enrolment starts with (`Enrollment.run`); its rows carry it.
+FIRST_RUN = 0
 #: The reason an address that left the sequence is refused.
 LEFT = "left the sequence"
 #: The reason a row is refused when the sequence asks every subscriber to confirm.
@@ -224,7 +229,7 @@ _NEW_ROWS = {
             "status": String(),
             "ended_at": DateTime(timezone=True),
         },
-        constant={"run": 0},
+        constant={"run": FIRST_RUN},
         clock=("enrolled_at",),
         returned=("contact_id", "id"),
     ),
@@ -333,7 +338,7 @@ def _enroll(
     start_at: str | None,
     into: ImportSummary,
 ) -> None:
-    """Enrol each contact and insert its first delivery, scheduled; count what was done."""
+    """Enrol each contact and insert its first rows (`start_rows`); count what was done."""
     if not contacts:
         return
     starts = {
@@ -347,7 +352,7 @@ def _enroll(
         for contact_id, row in contacts
     }
     # Every step already elapsed: enrolled, and done at once.
-    done = {contact_id for contact_id, start in starts.items() if start is None}
+    done = {contact_id for contact_id, start in starts.items() if start.step is None}
     columns: dict[str, list[Any]] = {
         "contact_id": list(starts),
         "sequence_id": [sequence.id] * len(starts),
@@ -360,24 +365,47 @@ def _enroll(
     enrolled = dict(_insert_new(session, dialect, "enrollments", columns, now=now))
     # Enrolled meanwhile by a signup: the rows the insert left alone are already enrolled.
     into.already_enrolled += len(contacts) - len(enrolled)
-    planned = transition(Move.PLAN_LATER).target  # scheduled, even when due now
-    deliveries = []
-    for contact_id, enrollment_id in enrolled.items():
-        start = starts[contact_id]
-        if start is None:
-            into.completed += 1
-            continue
-        step, due = start
-        deliveries.append(
+    deliveries = [
+        row
+        for contact_id, enrollment_id in enrolled.items()
+        for row in start_rows(enrollment_id, contact_id, sequence.id, starts[contact_id])
+    ]
+    into.completed += len(enrolled.keys() & done)
+    starting = transition(Move.PLAN_LATER).target
+    into.imported += sum(d.status is starting for d in insert_deliveries(session, deliveries))
+
+
+def start_rows(
+    enrollment_id: int, contact_id: int, sequence_id: str, start: Start
+) -> list[Delivery]:
+    """The rows a new imported enrolment (its first run) begins with: each step it passes,
+    skipped as `before_import_start` (never sent, yet received by the planner's rule), in
+    file order, then its first step, scheduled even when due now (the scheduler claims it)."""
+    rows = [
+        Delivery(
+            enrollment_id=enrollment_id,
+            contact_id=contact_id,
+            sequence_id=sequence_id,
+            step_id=step.id,
+            run=FIRST_RUN,
+            resend_number=0,
+            status=transition(Move.BEFORE_IMPORT_START).target,
+            due_at=passed_at,
+            error=BEFORE_IMPORT_START,
+        )
+        for step, passed_at in start.passed
+    ]
+    if start.step is not None and start.due is not None:
+        rows.append(
             Delivery(
                 enrollment_id=enrollment_id,
                 contact_id=contact_id,
-                sequence_id=sequence.id,
-                step_id=step.id,
-                run=0,
+                sequence_id=sequence_id,
+                step_id=start.step.id,
+                run=FIRST_RUN,
                 resend_number=0,
-                status=planned,
-                due_at=due,
+                status=transition(Move.PLAN_LATER).target,
+                due_at=start.due,
             )
         )
-    into.imported += len(insert_deliveries(session, deliveries))
+    return rows

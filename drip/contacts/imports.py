@@ -22,9 +22,10 @@ seen on an earlier row is refused as a duplicate.
 Where an imported enrolment starts (`plan_start`): at step 1, or at `--start-at STEP`,
 due now moved into the send window; with `--skip-elapsed`, at the first step whose due
 time, counted from the row's signup time as if every earlier step had been sent on time,
-is still ahead. Steps before the start are not planned at all (no row is written for
-them): the planner continues after the last step a subscriber received, so they are never
-sent.
+is still ahead. The steps before the start are passed, never sent: the importer records
+each as skipped (`before_import_start`), so the subscriber's progress says they were
+received and the planner never goes back to them, even when the start step later leaves
+the file.
 """
 
 from __future__ import annotations
@@ -306,6 +307,18 @@ def parse_time(text: str) -> datetime | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where an imported enrolment starts: its first step and that step's due time (both
+    None when every step has already elapsed), and the steps it passes before it, in file
+    order, each with the time it counts as passed (`--skip-elapsed`: when it was due;
+    `--start-at`: the import's time)."""
+
+    step: Step | None
+    due: datetime | None
+    passed: tuple[tuple[Step, datetime], ...] = ()
+
+
 def plan_start(
     sequence: Sequence,
     *,
@@ -313,23 +326,27 @@ def plan_start(
     now: datetime,
     start_at: str | None = None,
     signed_up_at: datetime | None = None,
-) -> tuple[Step, datetime] | None:
-    """The step an imported enrolment starts at and its due time, or None when every step
-    has already elapsed (`signed_up_at`: the --skip-elapsed rule of the module docstring).
+) -> Start:
+    """Where an imported enrolment starts (`signed_up_at`: the --skip-elapsed rule of the
+    module docstring; with every step elapsed, every step is passed and none is next).
 
     Without `signed_up_at` the start is step `start_at` (default: the first), due now,
-    moved into its send window in the subscriber's zone.
+    moved into its send window in the subscriber's zone, and the steps before it are passed.
     """
     zone = subscriber_zone(timezone, sequence)
     if signed_up_at is not None:
         after = signed_up_at
+        passed: list[tuple[Step, datetime]] = []
         for step in sequence.steps:
             due = plan_due(after, step, sequence, zone)
             if due >= now:
-                return step, due
+                return Start(step, due, tuple(passed))
+            passed.append((step, due))
             after = due  # as if this step had been sent on time
-        return None
+        return Start(None, None, tuple(passed))
     start = sequence.steps[0] if start_at is None else sequence.step(start_at)
     if start is None:
         raise ValueError(f"sequence {sequence.id} has no step {start_at!r}")
-    return start, fit_window(now, sequence.window_for(start), zone)
+    before = sequence.steps[: sequence.steps.index(start)]
+    due = fit_window(now, sequence.window_for(start), zone)
+    return Start(start, due, tuple((step, now) for step in before))

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     bindparam,
     false,
     literal,
@@ -38,9 +39,10 @@ log = structlog.get_logger(__name__)
 def insert_deliveries(session: Session, deliveries: list[Delivery]) -> list[Delivery]:
     """Insert new rows in one statement, give each its id, and return those inserted.
 
-    A row the unique indexes refuse (a second pending or sent planned row of a step, which
-    would be a second email) is not inserted, keeps no id, and is logged as an error; the
-    caller's other work, such as recording a send, still commits.
+    Each row keeps its status (a planned row, or a row an import records as passed) and
+    its reason in `error`. A row the unique indexes refuse (a second pending or sent planned
+    row of a step, which would be a second email) is not inserted, keeps no id, and is
+    logged as an error; the caller's other work, such as recording a send, still commits.
     """
     if not deliveries:
         return []
@@ -59,6 +61,7 @@ def insert_deliveries(session: Session, deliveries: list[Delivery]) -> list[Deli
                 "status": [d.status.value for d in deliveries],
                 "due_at": [d.due_at for d in deliveries],
                 "lease_until": [d.lease_until for d in deliveries],
+                "error": [d.error for d in deliveries],
             }
         )
         | {"now": utcnow()},
@@ -96,7 +99,7 @@ def _refused(delivery: Delivery) -> None:
     )
 
 
-#: The columns a new row takes from its planner (PostgreSQL array types).
+#: The columns a new row takes from whoever made it (PostgreSQL array types).
 _PLANNED_COLUMNS: dict[str, TypeEngine[Any]] = {
     "enrollment_id": BigInteger(),
     "contact_id": BigInteger(),
@@ -107,6 +110,7 @@ _PLANNED_COLUMNS: dict[str, TypeEngine[Any]] = {
     "status": String(),
     "due_at": DateTime(timezone=True),
     "lease_until": DateTime(timezone=True),
+    "error": Text(),
 }
 
 

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from drip.deliveries.leases import lease
-from drip.deliveries.transitions import Move, transition
+from drip.deliveries.transitions import BEFORE_IMPORT_START, Move, transition
 from drip.models import Delivery, DeliveryStatus, ProviderEvent, SequenceState
 
 
@@ -193,6 +193,15 @@ def reported_processed() -> ColumnElement[bool]:
     )
 
 
+def passed_by_import() -> ColumnElement[bool]:
+    """Whether the row is a step an import started its subscriber past
+    (`before_import_start`): never due, never to be sent."""
+    return and_(  # never NULL, so its negation keeps every other row
+        Delivery.status == transition(Move.BEFORE_IMPORT_START).target,
+        Delivery.error.is_not_distinct_from(BEFORE_IMPORT_START),
+    )
+
+
 def cancel_pending(
     session: Session,
     contact_id: int,
@@ -228,7 +237,8 @@ def operator_retry(
     send plans the next step. A skipped row's next step was planned when it was skipped,
     so it goes again as a resend: off the line, planning nothing. A row the provider has
     reported processed (its answer was lost, it failed for review, and the event came
-    later) was sent: it is never retried.
+    later) was sent: it is never retried, and neither is a step an import started its
+    subscriber past (`passed_by_import`), which would send the series' start again.
     """
     chunk = (
         select(Delivery.id)
@@ -236,6 +246,7 @@ def operator_retry(
             *where,
             Delivery.status.in_(transition(Move.OPERATOR_RETRY).sources),
             ~reported_processed(),
+            ~passed_by_import(),
         )
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -4,7 +4,8 @@ This table is the truth. The conditional UPDATEs in `moves` and `finish` read th
 expected and new statuses from it, and `docs/architecture.md` shows it (a test compares
 the two). States do not only move forward: a row goes back to `scheduled` when Redis
 refuses its message or its sequence is paused mid-claim, back to `queued` for a retry,
-and from `failed` or `skipped` to `queued` when an operator retries it. What never
+and from `failed` or `skipped` to `queued` when an operator retries it (never a row
+skipped as `before_import_start`, which was never due). What never
 happens is a move out of `sent` or `cancelled`: a sent email stays sent, and a
 subscriber's stop stays a stop.
 """
@@ -45,6 +46,7 @@ class Move(StrEnum):
     REVIEW_AMBIGUOUS = "review_ambiguous"
     CANCEL_PENDING = "cancel_pending"
     OPERATOR_RETRY = "operator_retry"
+    BEFORE_IMPORT_START = "before_import_start"
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,17 @@ TRANSITIONS: tuple[Transition, ...] = (
         Move.CANCEL_PENDING, (S.SCHEDULED, S.QUEUED), S.CANCELLED, "contacts", "stop or leave"
     ),
     Transition(Move.OPERATOR_RETRY, (S.FAILED, S.SKIPPED), S.QUEUED, "operator", "drip retry"),
+    Transition(
+        Move.BEFORE_IMPORT_START, (), S.SKIPPED, "import", "passed by an import: never sent"
+    ),
 )
 
 _BY_MOVE = {t.move: t for t in TRANSITIONS}
+
+#: The reason (`deliveries.error`) of a row made by `before_import_start`: a step before
+#: where `drip contacts import` started its subscriber, recorded as passed so the planner
+#: never goes back to it. Such a row was never due: `drip retry` never queues it.
+BEFORE_IMPORT_START = Move.BEFORE_IMPORT_START.value
 
 
 def transition(move: Move) -> Transition:
@@ -127,7 +137,16 @@ FINISHING = frozenset(
 #: Statuses no move leaves: the row's story is over.
 FINAL = frozenset(set(S) - {s for t in TRANSITIONS for s in t.sources})
 
-__all__ = ["FINAL", "FINISHING", "PENDING", "SETTLED", "TRANSITIONS", "Move", "Transition"]
+__all__ = [
+    "BEFORE_IMPORT_START",
+    "FINAL",
+    "FINISHING",
+    "PENDING",
+    "SETTLED",
+    "TRANSITIONS",
+    "Move",
+    "Transition",
+]
 
 #: Statuses a row may rest in once no one is working on it.
 SETTLED = (S.SENT, S.FAILED, S.SKIPPED, S.CANCELLED)

@@ -24,6 +24,7 @@ from drip.contacts.lifecycle import stop_contact
 from drip.contacts.privacy import find_contact, forget_contact
 from drip.db import transaction, utcnow
 from drip.deliveries.planning import plan_following
+from drip.deliveries.transitions import BEFORE_IMPORT_START
 from drip.events.contact_store import store_contact_event
 from drip.models import (
     AuditEntry,
@@ -266,13 +267,29 @@ NOW = datetime(2026, 6, 10, 14, 0, tzinfo=UTC)  # Wednesday, 10:00 in New York (
 
 
 def first_rows(runtime: Runtime) -> dict[str, tuple[str, datetime, DeliveryStatus]]:
+    """Each contact's first step: its row that is not a step passed by the import."""
     with runtime.sessions() as session:
         rows = session.execute(
-            select(Contact.email, Delivery.step_id, Delivery.due_at, Delivery.status).join(
-                Contact, Contact.id == Delivery.contact_id
-            )
+            select(Contact.email, Delivery.step_id, Delivery.due_at, Delivery.status)
+            .join(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.status != DeliveryStatus.SKIPPED)
         ).all()
     return {email: (step, due, status) for email, step, due, status in rows}
+
+
+def passed_rows(runtime: Runtime) -> dict[str, list[tuple[str, datetime, str | None]]]:
+    """Each contact's skipped rows, in id order: the steps the import started it past."""
+    found: dict[str, list[tuple[str, datetime, str | None]]] = {}
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(Contact.email, Delivery.step_id, Delivery.due_at, Delivery.error)
+            .join(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.status == DeliveryStatus.SKIPPED)
+            .order_by(Delivery.id)
+        ).all()
+    for email, step, due, error in rows:
+        found.setdefault(email, []).append((step, due, error))
+    return found
 
 
 def run_import(runtime: Runtime, text_: str, **options: Any) -> Any:
@@ -302,9 +319,17 @@ def test_by_default_step_one_is_scheduled_due_now_in_the_window(runtime: Runtime
 def test_start_at_plans_that_step_now_and_the_planner_goes_on_after_it(runtime: Runtime) -> None:
     run_import(runtime, f"email,consent_at\nada@example.com,{CONSENT}\n", start_at="c")
     assert first_rows(runtime) == {"ada@example.com": ("c", NOW, DeliveryStatus.SCHEDULED)}
+    # a and b are recorded as passed at the import's time, never sent
+    assert passed_rows(runtime) == {
+        "ada@example.com": [("a", NOW, BEFORE_IMPORT_START), ("b", NOW, BEFORE_IMPORT_START)]
+    }
     # When c is sent, the next step planned is d (7 days after the send), never a or b.
     with transaction(runtime.sessions) as session:
-        session.execute(update(Delivery).values(status=DeliveryStatus.SENT, sent_at=NOW))
+        session.execute(
+            update(Delivery)
+            .where(Delivery.step_id == "c")
+            .values(status=DeliveryStatus.SENT, sent_at=NOW)
+        )
         enrollment = session.scalars(select(Enrollment)).one()
         contact = session.get(Contact, enrollment.contact_id)
         plan_following(
@@ -318,7 +343,9 @@ def test_start_at_plans_that_step_now_and_the_planner_goes_on_after_it(runtime: 
             sent_at=NOW,
         )
         planned = session.execute(
-            select(Delivery.step_id, Delivery.due_at).where(Delivery.step_id != "c")
+            select(Delivery.step_id, Delivery.due_at).where(
+                Delivery.step_id != "c", Delivery.status != DeliveryStatus.SKIPPED
+            )
         ).all()
     assert planned == [("d", NOW + timedelta(days=7))]  # Wednesday 17 June 10:00 EDT: open
 
@@ -356,6 +383,19 @@ def test_skip_elapsed_plans_the_first_step_still_ahead(runtime: Runtime) -> None
             select(Enrollment).join(Contact).where(Contact.email == "may@example.com")
         ).one()
         assert may.status is EnrollmentStatus.COMPLETED
+    # The elapsed steps are recorded as passed, each at the time it was due; everything
+    # for the one who missed the whole series.
+    passed = {
+        email: [(step, due) for step, due, _ in rows]
+        for email, rows in passed_rows(runtime).items()
+    }
+    assert passed["june@example.com"] == [
+        ("a", datetime(2026, 6, 1, 14, 0, tzinfo=UTC)),
+        ("b", datetime(2026, 6, 3, 14, 0, tzinfo=UTC)),
+        ("c", datetime(2026, 6, 8, 13, 0, tzinfo=UTC)),
+    ]
+    assert [step for step, _ in passed["friday@example.com"]] == ["a", "b"]
+    assert [step for step, _ in passed["may@example.com"]] == ["a", "b", "c", "d"]
 
 
 # -- the scheduler sends, the import does not --------------------------------------------------

@@ -18,6 +18,7 @@ from drip.contacts import imports
 from drip.contacts.imports import (
     DEFAULT_SOURCE,
     ImportFileError,
+    Start,
     parse_rows,
     parse_time,
     plan_start,
@@ -162,28 +163,34 @@ def test_parse_time_reads_offsets_dates_and_refuses_words() -> None:
 
 # -- where an imported enrolment starts --------------------------------------------------------
 def test_by_default_step_one_is_due_now_when_the_window_is_open() -> None:
-    # Wednesday 10:00 New York is inside the window: due at once.
-    step, due = plan_start(paced(), timezone=None, now=NOW)  # type: ignore[misc]
-    assert (step.id, due) == ("a", NOW)
+    # Wednesday 10:00 New York is inside the window: due at once, nothing passed.
+    start = plan_start(paced(), timezone=None, now=NOW)
+    assert (start.step.id, start.due, start.passed) == ("a", NOW, ())  # type: ignore[union-attr]
 
 
 def test_step_one_due_on_a_saturday_waits_for_monday_morning() -> None:
     saturday = datetime(2026, 6, 13, 12, 0, tzinfo=UTC)  # 08:00 EDT, Saturday
     # The window opens Monday 15 June at 09:00 EDT = 13:00 UTC.
-    step, due = plan_start(paced(), timezone=None, now=saturday)  # type: ignore[misc]
-    assert (step.id, due) == ("a", datetime(2026, 6, 15, 13, 0, tzinfo=UTC))
+    start = plan_start(paced(), timezone=None, now=saturday)
+    assert (start.step.id, start.due) == ("a", datetime(2026, 6, 15, 13, 0, tzinfo=UTC))  # type: ignore[union-attr]
 
 
-def test_start_at_is_due_now_whatever_its_delay() -> None:
+def passed(start: Start) -> list[tuple[str, datetime]]:
+    return [(step.id, at) for step, at in start.passed]
+
+
+def test_start_at_is_due_now_whatever_its_delay_and_passes_the_steps_before() -> None:
     # Step c has a 3-day delay; an import starting there sends it now (in the window).
-    step, due = plan_start(paced(), timezone=None, now=NOW, start_at="c")  # type: ignore[misc]
-    assert (step.id, due) == ("c", NOW)
+    start = plan_start(paced(), timezone=None, now=NOW, start_at="c")
+    assert (start.step.id, start.due) == ("c", NOW)  # type: ignore[union-attr]
+    # a and b are passed at the import's time, in file order: recorded, never sent.
+    assert passed(start) == [("a", NOW), ("b", NOW)]
     # In London it is 15:00 on Wednesday: inside 09:00-17:00 there too.
-    step, due = plan_start(paced(), timezone="Europe/London", now=NOW, start_at="c")  # type: ignore[misc]
-    assert due == NOW
+    assert plan_start(paced(), timezone="Europe/London", now=NOW, start_at="c").due == NOW
     # In Tokyo it is 23:00: the window opens Thursday 09:00 JST = Thursday 00:00 UTC.
-    step, due = plan_start(paced(), timezone="Asia/Tokyo", now=NOW, start_at="c")  # type: ignore[misc]
-    assert due == datetime(2026, 6, 11, 0, 0, tzinfo=UTC)
+    tokyo = plan_start(paced(), timezone="Asia/Tokyo", now=NOW, start_at="c")
+    assert tokyo.due == datetime(2026, 6, 11, 0, 0, tzinfo=UTC)
+    assert passed(tokyo) == [("a", NOW), ("b", NOW)]
 
 
 def test_skip_elapsed_plans_the_first_step_still_ahead_at_its_due_time() -> None:
@@ -192,18 +199,27 @@ def test_skip_elapsed_plans_the_first_step_still_ahead_at_its_due_time() -> None
     # b: +2d  -> Wed 3 June 10:00 EDT, open            = 3 June 14:00 UTC (past)
     # c: +3d  -> Sat 6 June: closed -> Mon 8 June 09:00 = 8 June 13:00 UTC (past on the 10th)
     # d: +7d  -> Mon 15 June 09:00 EDT, the opening    = 15 June 13:00 UTC (ahead)
-    step, due = plan_start(paced(), timezone=None, now=NOW, signed_up_at=signed_up)  # type: ignore[misc]
-    assert (step.id, due) == ("d", datetime(2026, 6, 15, 13, 0, tzinfo=UTC))
+    start = plan_start(paced(), timezone=None, now=NOW, signed_up_at=signed_up)
+    assert (start.step.id, start.due) == ("d", datetime(2026, 6, 15, 13, 0, tzinfo=UTC))  # type: ignore[union-attr]
+    # The elapsed steps are passed, each at the time it was due.
+    assert passed(start) == [
+        ("a", datetime(2026, 6, 1, 14, 0, tzinfo=UTC)),
+        ("b", datetime(2026, 6, 3, 14, 0, tzinfo=UTC)),
+        ("c", datetime(2026, 6, 8, 13, 0, tzinfo=UTC)),
+    ]
     # On Friday 5 June, c (Monday 8 June 13:00 UTC) is still ahead.
     friday = datetime(2026, 6, 5, 12, 0, tzinfo=UTC)
-    step, due = plan_start(paced(), timezone=None, now=friday, signed_up_at=signed_up)  # type: ignore[misc]
-    assert (step.id, due) == ("c", datetime(2026, 6, 8, 13, 0, tzinfo=UTC))
+    start = plan_start(paced(), timezone=None, now=friday, signed_up_at=signed_up)
+    assert (start.step.id, start.due) == ("c", datetime(2026, 6, 8, 13, 0, tzinfo=UTC))  # type: ignore[union-attr]
+    assert [step for step, _ in passed(start)] == ["a", "b"]
 
 
-def test_skip_elapsed_with_every_step_past_plans_nothing() -> None:
+def test_skip_elapsed_with_every_step_past_plans_nothing_and_passes_them_all() -> None:
     signed_up = datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
     later = datetime(2026, 6, 20, tzinfo=UTC)  # d was due on 15 June
-    assert plan_start(paced(), timezone=None, now=later, signed_up_at=signed_up) is None
+    start = plan_start(paced(), timezone=None, now=later, signed_up_at=signed_up)
+    assert (start.step, start.due) == (None, None)
+    assert [step for step, _ in passed(start)] == ["a", "b", "c", "d"]
 
 
 # -- a file the command cannot use: exit 2, before any database is opened ----------------------
