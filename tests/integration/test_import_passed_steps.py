@@ -139,15 +139,21 @@ def test_passed_steps_count_as_neither_scheduled_nor_sent(runtime: Runtime) -> N
 def test_drip_retry_of_skipped_rows_never_sends_a_step_passed_by_an_import(
     runtime: Runtime,
 ) -> None:
-    # Given the rows an import passed, and a row of another subscriber skipped as too late
-    import_at(runtime, "start_at")
+    # Given two subscribers imported at c (a and b passed), whose c rows were then skipped:
+    # one as too late, one with no note at all
+    text = f"email,consent_at\nada@example.com,{CONSENT}\nbob@example.com,{CONSENT}\n"
+    parsed = parse_rows(text, now=NOW)
+    paced = runtime.catalog.get("paced").definition
+    import_contacts(runtime.sessions, parsed.rows, sequence=paced, now=NOW, start_at="c")
+    notes = ["2d late, more than max_lateness 1d", None]
     with transaction(runtime.sessions) as session:
-        late = session.scalars(select(Delivery).where(Delivery.step_id == "c")).one()
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id == late.id)
-            .values(status=S.SKIPPED, error="2d late, more than max_lateness 1d")
-        )
+        skipped = list(session.scalars(select(Delivery.id).where(Delivery.step_id == "c")))
+        for delivery_id, note in zip(skipped, notes, strict=True):
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(status=S.SKIPPED, error=note)
+            )
     # When an operator retries every skipped row of the sequence
     chunks = list(
         requeue_chunks(
@@ -159,11 +165,14 @@ def test_drip_retry_of_skipped_rows_never_sends_a_step_passed_by_an_import(
             queue_lease=30,
         )
     )
-    # Then only the late row goes again; a and b stay passed
-    assert chunks == [[late.id]]
-    assert [(step, status) for step, status, _ in rows(runtime)] == [
+    # Then only the two c rows go again; every a and b stays passed
+    assert [sorted(chunk) for chunk in chunks] == [sorted(skipped)]
+    assert sorted((step, status) for step, status, _ in rows(runtime)) == [
+        ("a", S.SKIPPED),
         ("a", S.SKIPPED),
         ("b", S.SKIPPED),
+        ("b", S.SKIPPED),
+        ("c", S.QUEUED),
         ("c", S.QUEUED),
     ]
 
