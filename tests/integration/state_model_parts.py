@@ -172,8 +172,11 @@ class StepSpec:
     delay: str
     template: str
     max_lateness: str | None = None
+    #: A `when:` condition, one of `CONDITIONS`.
+    when: str | None = None
 
     def as_yaml(self) -> dict[str, Any]:
+        """The step as its sequence file has it."""
         entry: dict[str, Any] = {
             "id": self.id,
             "delay": self.delay,
@@ -182,18 +185,46 @@ class StepSpec:
         }
         if self.max_lateness is not None:
             entry["max_lateness"] = self.max_lateness
+        if self.when is not None:
+            entry["when"] = self.when
         return entry
 
 
-def initial_steps() -> dict[str, list[StepSpec]]:
+@dataclass
+class Known:
+    """What the model has told drip about one person: the names of the events posted and
+    the attributes set. The model's own record, to compute what a condition says."""
+
+    events: set[str] = field(default_factory=set)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+#: The conditions a step may carry, each with what the model expects it to say.
+CONDITIONS: dict[str, Callable[[Known], bool]] = {
+    "has_event('downloaded')": lambda k: "downloaded" in k.events,
+    "contact.attributes.get('plan') == 'pro'": lambda k: k.attributes.get("plan") == "pro",
+    "not has_event('downloaded') or contact.attributes.get('plan') == 'free'": lambda k: (
+        "downloaded" not in k.events or k.attributes.get("plan") == "free"
+    ),
+}
+
+#: The goal of `quick` and the trigger of `other`; and an event only conditions read.
+GOAL = "purchased"
+SEEN = "downloaded"
+
+
+def initial_steps(
+    when: tuple[str | None, str | None] = (None, None),
+) -> dict[str, list[StepSpec]]:
     """The two sequences a run starts with, so leaving one differs from unsubscribing:
     `quick` (three steps: the second may be skipped as too late, the third is due as soon
-    as the second is sent) and `other` (one step: a signup completes with one send)."""
+    as the second is sent; the `when` conditions of the second and third) and `other` (one
+    step: a signup completes with one send)."""
     return {
         "quick": [
             StepSpec("welcome", "0s", TEMPLATES[0]),
-            StepSpec("second", "1h", TEMPLATES[1], max_lateness="6h"),
-            StepSpec("third", "0s", TEMPLATES[2]),
+            StepSpec("second", "1h", TEMPLATES[1], max_lateness="6h", when=when[0]),
+            StepSpec("third", "0s", TEMPLATES[2], when=when[1]),
         ],
         "other": [StepSpec("hello", "0s", TEMPLATES[1])],
     }
@@ -201,11 +232,16 @@ def initial_steps() -> dict[str, list[StepSpec]]:
 
 class SequenceFiles:
     """A private sequences folder: the test data's templates, and sequence files the model
-    writes (and rewrites on an edit)."""
+    writes (and rewrites on an edit). `quick` ends on the goal event; `other` starts on it,
+    with the `reentry:` a run chooses (`react`)."""
 
     def __init__(self, folder: Path, source: Path) -> None:
         self.folder = folder
         self.steps = initial_steps()
+        self.extras: dict[str, dict[str, Any]] = {
+            "quick": {"exit": [{"event": GOAL}]},
+            "other": {"trigger": {"event": GOAL}},
+        }
         self._ids = count(1)
         (folder / "templates").mkdir(parents=True)
         for path in (source / "templates").rglob("*"):
@@ -215,6 +251,14 @@ class SequenceFiles:
                 target.write_bytes(path.read_bytes())
         (folder / "files").mkdir()
         (folder / "files" / "guide.txt").write_bytes((source / "files" / "guide.txt").read_bytes())
+        for sequence_id in self.steps:
+            self._write(sequence_id)
+
+    def react(self, reentry: str | dict[str, str], when: tuple[str | None, str | None]) -> None:
+        """Rewrite the files with `other`'s `reentry:` and the conditions of `quick`'s
+        second and third steps."""
+        self.extras["other"]["reentry"] = reentry
+        self.steps = initial_steps(when)
         for sequence_id in self.steps:
             self._write(sequence_id)
 
@@ -239,6 +283,7 @@ class SequenceFiles:
             "timezone": "UTC",
             "layout": "layouts/base.html",
             "download": {"file": "files/guide.txt", "filename": "Guide.txt"},
+            **self.extras[sequence_id],
             "steps": [step.as_yaml() for step in self.steps[sequence_id]],
         }
         (self.folder / f"{sequence_id}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
