@@ -53,9 +53,11 @@ class ReactionRules(ModelWorld):
     @rule(who=st.integers(0, PEOPLE - 1), name=st.sampled_from([GOAL, SEEN]), lost=st.booleans())
     @guarded
     def another_app_posts_an_event(self, who: int, name: str, lost: bool) -> None:
-        """`POST /v1/events` for person `who` (known or not yet): stored (the 202), then
-        applied by the actor, or (its message lost) left for the scheduler's recovery."""
-        new_id = self.post_event(who, name)
+        """`POST /v1/events` for the `who`th person who signed up (anyone, before the first
+        signup): stored (the 202), then applied by the actor, or (its message lost) left
+        for the scheduler's recovery."""
+        people = sorted(set(self.person.values())) or list(range(PEOPLE))
+        new_id = self.post_event(people[who % len(people)], name)
         if new_id is not None and not lost:
             self.apply_event(new_id)
 
@@ -86,7 +88,8 @@ class ReactionRules(ModelWorld):
     @rule(who=st.integers(0, PEOPLE - 1), plan=PLANS)
     @guarded
     def another_app_sets_an_attribute(self, who: int, plan: str | None) -> None:
-        """`PATCH /v1/contacts/{email}` sets (or deletes) the `plan` attribute."""
+        """`PATCH /v1/contacts/{email}` sets (or deletes) the `plan` attribute of person
+        `who` (a 404 for one not known)."""
         self.set_plan(who, plan)
 
     @precondition(lambda self: self.signed_up)
