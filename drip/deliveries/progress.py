@@ -5,7 +5,9 @@ too late: either way the subscriber's line has moved past it, and the planner co
 after it. The last send is the latest of any email, so a delay counts from it. Only the
 rows of the enrolment's current run count (`Enrollment.run`: a run started again by
 `reentry:` begins afresh); row numbers count across runs. The
-worker's planner, `drip sequences plan` and `drip stats` all read progress through here.
+worker's planner, `drip sequences plan` and `drip stats` all read progress through here;
+`plan` aggregates in SQL, with the rule as SQL expressions built here from the same
+constants (`received_sql`, `on_the_line_sql`, `current_run_sql`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, case, select
 from sqlalchemy.orm import Session
 
 from drip.deliveries.transitions import PENDING
@@ -29,6 +31,32 @@ def on_the_line(*, resend: bool, step_id: str) -> bool:
     """Whether a row is on the planned line: not a resend, not a confirmation. Only such
     rows move a subscriber forward, and only their sends plan a next step."""
     return not resend and step_id != CONFIRM_STEP
+
+
+def received_sql() -> ColumnElement[bool]:
+    """`Delivery`'s rows that move a subscriber past their step (`RECEIVED`), in SQL."""
+    return Delivery.status.in_(RECEIVED)
+
+
+def on_the_line_sql() -> ColumnElement[bool]:
+    """`Delivery`'s rows on the planned line (`on_the_line`), in SQL."""
+    return and_(Delivery.resend.is_(False), Delivery.step_id != CONFIRM_STEP)
+
+
+def pending_on_the_line_sql() -> ColumnElement[bool]:
+    """`Delivery`'s planned rows still pending (`Progress.pending`), in SQL."""
+    return and_(Delivery.status.in_(PENDING), on_the_line_sql())
+
+
+def last_sent_sql() -> ColumnElement[datetime | None]:
+    """A row's send time when it counts as the last send (`Progress.last_sent`), else NULL;
+    take its maximum over the enrolment's current run."""
+    return case((Delivery.status == DeliveryStatus.SENT, Delivery.sent_at))
+
+
+def current_run_sql() -> ColumnElement[bool]:
+    """`Delivery`'s rows of their enrolment's current run (joined with `Enrollment`), in SQL."""
+    return Delivery.run == Enrollment.run
 
 
 @dataclass

@@ -5,20 +5,28 @@ a pending step that is still in the file goes as scheduled; one that was removed
 renamed is cancelled and the next step is planned from the last send; steps inserted
 before a subscriber's position are never sent to them. People are grouped by where they
 are and what they get next, so a reviewer reads a few lines, not a row per person.
+
+The counting is done in SQL (`drip.schedule.standings`): a few rows per sequence come back,
+whatever the number of people, and only the groups whose pending step is gone have their
+new due times worked out here, from the earliest and latest last send per zone (a later
+last send is never due earlier). With a daily cap, each group also says how many of its
+people's next emails the cap would postpone, and to when at the earliest
+(`drip.schedule.cap_forecast`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drip.deliveries.progress import Progress, on_the_line
-from drip.deliveries.transitions import PENDING
-from drip.models import Contact, Delivery, Enrollment, EnrollmentStatus
-from drip.schedule.planner import next_step, plan_due, subscriber_zone
+from drip.models import Delivery
+from drip.schedule.cap_forecast import crowded_rows, read_crowded
+from drip.schedule.planner import fit_window, next_step, plan_due, subscriber_zone
+from drip.schedule.standings import UNFILED, Standing, enrolment_rows, read_standings
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import Sequence
 
@@ -37,13 +45,21 @@ class Group:
     people: int = 0
     first_due: datetime | None = None
     last_due: datetime | None = None
+    #: How many of their next emails the daily cap would postpone, and the earliest to.
+    postponed: int = 0
+    postponed_to: datetime | None = None
 
-    def add(self, due: datetime | None) -> None:
-        """Count one more person, due at `due` (None when nothing is due)."""
-        self.people += 1
-        if due is not None:
-            self.first_due = min(self.first_due or due, due)
-            self.last_due = max(self.last_due or due, due)
+    def add(self, people: int, first: datetime | None, last: datetime | None) -> None:
+        """Count `people` more, due from `first` to `last` (None when nothing is due)."""
+        self.people += people
+        if first is not None and last is not None:
+            self.first_due = min(self.first_due or first, first)
+            self.last_due = max(self.last_due or last, last)
+
+    def postpone(self, to: datetime) -> None:
+        """Count one more person whose next email the daily cap moves to `to`."""
+        self.postponed += 1
+        self.postponed_to = min(self.postponed_to or to, to)
 
     def as_dict(self) -> dict[str, object]:
         """The group as JSON-ready values."""
@@ -55,6 +71,8 @@ class Group:
             "people": self.people,
             "first_due": self.first_due.isoformat() if self.first_due else None,
             "last_due": self.last_due.isoformat() if self.last_due else None,
+            "postponed_by_cap": self.postponed,
+            "postponed_to": self.postponed_to.isoformat() if self.postponed_to else None,
         }
 
 
@@ -94,117 +112,122 @@ class SequenceImpact:
         }
 
 
+#: A group's key: (position, pending step, next step, change).
+Key = tuple[str, str | None, str | None, str]
+
+
 def plan_changes(
-    session: Session, catalog: SequenceCatalog, *, now: datetime
+    session: Session,
+    catalog: SequenceCatalog,
+    *,
+    now: datetime,
+    daily_cap: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[SequenceImpact]:
-    """The effect of the current files on every sequence that has deliveries or a file."""
-    ids = set(session.scalars(select(Delivery.sequence_id).distinct())) | {
-        s.definition.id for s in catalog
-    }
-    return [_impact(session, catalog, sequence_id, now) for sequence_id in sorted(ids)]
+    """The effect of the current files on every sequence that has deliveries or a file;
+    `daily_cap` (0: none) adds what the cap would postpone; `progress(done, total)` is
+    called after each sequence."""
+    seen: dict[str, tuple[set[str], set[str]]] = {s.definition.id: (set(), set()) for s in catalog}
+    for sequence_id, step_id, version in session.execute(
+        select(Delivery.sequence_id, Delivery.step_id, Delivery.sequence_version).group_by(
+            Delivery.sequence_id, Delivery.step_id, Delivery.sequence_version
+        )
+    ):
+        steps, versions = seen.setdefault(sequence_id, (set(), set()))
+        steps.add(step_id)
+        if version:
+            versions.add(version)
+    impacts = []
+    for done, sequence_id in enumerate(sorted(seen), 1):
+        impacts.append(_impact(session, catalog, sequence_id, *seen[sequence_id], now, daily_cap))
+        if progress is not None:
+            progress(done, len(seen))
+    return impacts
 
 
 def _impact(
-    session: Session, catalog: SequenceCatalog, sequence_id: str, now: datetime
+    session: Session,
+    catalog: SequenceCatalog,
+    sequence_id: str,
+    seen: set[str],
+    versions: set[str],
+    now: datetime,
+    daily_cap: int,
 ) -> SequenceImpact:
     loaded = catalog.get(sequence_id) if sequence_id in catalog else None
     sequence = loaded.definition if loaded else None
-    impact = SequenceImpact(sequence_id, loaded.version if loaded else None)
-    seen = set(
-        session.scalars(
-            select(Delivery.step_id).where(Delivery.sequence_id == sequence_id).distinct()
-        )
-    )
-    impact.live_versions = {
-        v
-        for v in session.scalars(
-            select(Delivery.sequence_version)
-            .where(Delivery.sequence_id == sequence_id, Delivery.sequence_version.is_not(None))
-            .distinct()
-        )
-        if v
-    }
+    impact = SequenceImpact(sequence_id, loaded.version if loaded else None, versions)
     file_steps = [s.id for s in sequence.steps] if sequence else []
     impact.unreached_steps = [s for s in file_steps if s not in seen]
     impact.removed_steps = sorted(seen - set(file_steps))
-
-    rows = session.execute(
-        select(
-            Enrollment.id.label("enrollment_id"),
-            Enrollment.enrolled_at,
-            Contact.timezone,
-            Delivery.step_id,
-            Delivery.status,
-            Delivery.due_at,
-            Delivery.sent_at,
-            Delivery.resend_number,
-            Delivery.resend,
-        )
-        .join(Contact, Contact.id == Enrollment.contact_id)
-        .outerjoin(
-            Delivery,
-            and_(Delivery.enrollment_id == Enrollment.id, Delivery.run == Enrollment.run),
-        )
-        .where(Enrollment.sequence_id == sequence_id, Enrollment.status == EnrollmentStatus.ACTIVE)
-        .order_by(Enrollment.id)
-    ).all()
-    people: dict[int, Person] = {}
-    for row in rows:
-        person = people.setdefault(
-            row.enrollment_id, Person(enrolled_at=row.enrolled_at, timezone=row.timezone)
-        )
-        if row.step_id is None:
-            continue  # enrolled, no row yet
-        person.progress.add(
-            step_id=row.step_id,
-            status=row.status,
-            sent_at=row.sent_at,
-            number=row.resend_number,
-            resend=row.resend,
-        )
-        if row.status in PENDING and on_the_line(resend=row.resend, step_id=row.step_id):
-            person.pending = (row.step_id, row.due_at)
-    groups: dict[tuple[str, str | None, str | None, str], Group] = {}
-    for person in people.values():
-        impact.active += 1
-        key, due = _outlook(sequence, person, now)
-        groups.setdefault(key, Group(*key)).add(due)
+    groups: dict[Key, Group] = {}
+    for standing in read_standings(session, sequence_id, file_steps):
+        impact.active += standing.people
+        key, first, last = _outlook(sequence, standing, now)
+        groups.setdefault(key, Group(*key)).add(standing.people, first, last)
+    if daily_cap and sequence is not None and groups:
+        _forecast_cap(session, sequence, groups, cap=daily_cap, now=now)
     order = {step: i for i, step in enumerate(file_steps)}
-    impact.groups = sorted(groups.values(), key=lambda g: (order.get(g.position, -1), g.change))
+    impact.groups = sorted(
+        groups.values(),
+        key=lambda g: (order.get(g.position, -1), g.change, g.pending or "", g.next_step or ""),
+    )
     return impact
 
 
-@dataclass
-class Person:
-    """One enrollment in flight: its progress by the shared rule, and its pending row."""
-
-    enrolled_at: datetime
-    timezone: str | None
-    progress: Progress = field(default_factory=Progress)
-    pending: tuple[str, datetime] | None = None
+def _position(sequence: Sequence | None, furthest: int | None, unfiled: str | None) -> str:
+    """The step a person stands at: the furthest of the file they received, else the
+    received step outside it, else not started."""
+    if sequence is not None and furthest is not None and furthest != UNFILED:
+        return sequence.steps[furthest].id
+    return unfiled or NOT_STARTED
 
 
 def _outlook(
-    sequence: Sequence | None, person: Person, now: datetime
-) -> tuple[tuple[str, str | None, str | None, str], datetime | None]:
-    """(position, pending step, next step, change) and when, for one enrollment."""
-    received = person.progress.passed
-    position = max(received, key=lambda s: _index(sequence, s), default=NOT_STARTED)
-    pending_step = person.pending[0] if person.pending else None
+    sequence: Sequence | None, standing: Standing, now: datetime
+) -> tuple[Key, datetime | None, datetime | None]:
+    """(position, pending step, next step, change) and the span of due times, for people
+    who stand alike."""
+    position = _position(sequence, standing.furthest, standing.unfiled)
+    pending = standing.pending
     if sequence is None:
-        return (position, pending_step, None, "cancelled: the sequence file was removed"), None
-    if person.pending is not None and sequence.step(person.pending[0]) is not None:
-        return (position, pending_step, pending_step, "as scheduled"), person.pending[1]
-    step = next_step(sequence, received)
+        return (position, pending, None, "cancelled: the sequence file was removed"), None, None
+    if pending is not None and sequence.step(pending) is not None:
+        return (position, pending, pending, "as scheduled"), standing.first_due, standing.last_due
+    received = {position} if position != NOT_STARTED else set()
+    step = next_step(sequence, received & {s.id for s in sequence.steps})
     if step is None:
-        return (position, pending_step, None, "completes: no step left for them"), None
-    after = person.progress.last_sent or person.enrolled_at
-    due = max(plan_due(after, step, sequence, subscriber_zone(person.timezone, sequence)), now)
-    change = f"re-planned: {pending_step} is no longer in the file" if pending_step else "planned"
-    return (position, pending_step, step.id, change), due
+        return (position, pending, None, "completes: no step left for them"), None, None
+    zone = subscriber_zone(standing.timezone, sequence)
+    assert standing.first_after is not None
+    assert standing.last_after is not None
+    first, last = (
+        max(plan_due(after, step, sequence, zone), now)
+        for after in (standing.first_after, standing.last_after)
+    )
+    change = f"re-planned: {pending} is no longer in the file" if pending else "planned"
+    return (position, pending, step.id, change), first, last
 
 
-def _index(sequence: Sequence | None, step_id: str) -> int:
-    if sequence is None:
-        return -1
-    return next((i for i, s in enumerate(sequence.steps) if s.id == step_id), -1)
+def _forecast_cap(
+    session: Session, sequence: Sequence, groups: dict[Key, Group], *, cap: int, now: datetime
+) -> None:
+    """Count in each group the people whose pending email the daily cap would postpone."""
+    file_steps = [s.id for s in sequence.steps]
+    one = enrolment_rows(sequence.id, file_steps)
+    crowded = crowded_rows(session, cap=cap, now=now)
+    rows = session.execute(
+        select(one.c.furthest, one.c.unfiled, one.c.pending, one.c.timezone, crowded)
+        .join(crowded, crowded.c.delivery_id == one.c.pending_id)
+        .where(one.c.pending.in_(file_steps))
+    )
+    for row in rows:
+        opens = read_crowded(row, cap).opens(cap)
+        if opens is None:
+            continue
+        step = sequence.step(row.pending)
+        assert step is not None
+        zone = subscriber_zone(row.timezone, sequence)
+        position = _position(sequence, row.furthest, row.unfiled)
+        key = (position, row.pending, row.pending, "as scheduled")
+        groups[key].postpone(fit_window(opens, sequence.window_for(step), zone))
