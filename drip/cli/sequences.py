@@ -17,13 +17,14 @@ from rich.text import Text
 
 from drip.audit import current_operator
 from drip.cli.common import console, errors, load_settings, opened_runtime, report_sequence_error
+from drip.cli.progress_bar import progress_bar
 from drip.db import create_db_engine, session_factory, transaction, utcnow
 from drip.errors import DripError, Problem, RenderError, SendError, SequenceError, UnknownSequence
 from drip.render.preview import screenshot, write_preview
 from drip.render.renderer import TemplateContact
 from drip.render.variants import each_variant
 from drip.runtime import build_transport
-from drip.schedule.impact import plan_changes
+from drip.schedule.impact import SequenceImpact, plan_changes
 from drip.schedule.pauses import pause_sequence, resume_sequence
 from drip.schedule.simulation import simulate as simulate_sends
 from drip.schedule.simulation import subscriber_from_options
@@ -307,56 +308,79 @@ def _sample_subject(catalog: SequenceCatalog, loaded: LoadedSequence) -> Callabl
 
 
 @app.command()
-def plan(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
-    """What the files as they are now do to everyone in flight, per sequence."""
+def plan(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    max_per_day: int | None = typer.Option(
+        None, "--max-per-day", min=0, help="The daily cap (default: DRIP_MAX_EMAILS_PER_DAY)."
+    ),
+) -> None:
+    """What the files as they are now do to everyone in flight, per sequence, and which of
+    their next emails the daily cap would postpone."""
     settings = load_settings()
     catalog = _catalog()
+    cap = settings.max_emails_per_day if max_per_day is None else max_per_day
     engine = create_db_engine(settings.database_url, pool_size=1)
+    quiet = as_json or not console.writes_to_terminal()
     try:
-        with session_factory(engine)() as session:
-            impacts = plan_changes(session, catalog, now=utcnow())
+        with (
+            session_factory(engine)() as session,
+            progress_bar(label="planning sequences", quiet=quiet) as show,
+        ):
+            impacts = plan_changes(session, catalog, now=utcnow(), daily_cap=cap, progress=show)
     finally:
         engine.dispose()
     if as_json:
         print(json.dumps([i.as_dict() for i in impacts], indent=2))
         return
     for impact in impacts:
-        state = "CHANGED" if impact.changed else "unchanged"
-        console.print(
-            f"[bold]{impact.sequence_id}[/bold] {state}: "
-            f"version {impact.version or '(file removed)'}"
-            f", live {', '.join(sorted(impact.live_versions)) or '-'}; {impact.active} in flight"
+        _print_impact(impact, cap)
+
+
+def _print_impact(impact: SequenceImpact, cap: int) -> None:
+    """One sequence's effect: its versions, the steps nobody reached or that went, and a
+    table of its groups."""
+    state = "CHANGED" if impact.changed else "unchanged"
+    console.print(
+        f"[bold]{impact.sequence_id}[/bold] {state}: "
+        f"version {impact.version or '(file removed)'}"
+        f", live {', '.join(sorted(impact.live_versions)) or '-'}; {impact.active} in flight"
+    )
+    if impact.unreached_steps:
+        reached = ", ".join(impact.unreached_steps)
+        console.print(f"  not reached by anyone yet (new, or ahead of everyone): {reached}")
+    if impact.removed_steps:
+        console.print(f"  steps no longer in the file: {', '.join(impact.removed_steps)}")
+    if not impact.groups:
+        return
+    table = Table(show_edge=False)
+    for column in (
+        "last received",
+        "scheduled now",
+        "next under the files",
+        "people",
+        "when",
+        "effect",
+    ):
+        table.add_column(column)
+    for g in impact.groups:
+        when = (
+            "-"
+            if g.first_due is None
+            else (
+                f"{g.first_due:%Y-%m-%d %H:%M}"
+                + (f" .. {g.last_due:%Y-%m-%d %H:%M}" if g.last_due != g.first_due else "")
+            )
         )
-        if impact.unreached_steps:
-            reached = ", ".join(impact.unreached_steps)
-            console.print(f"  not reached by anyone yet (new, or ahead of everyone): {reached}")
-        if impact.removed_steps:
-            console.print(f"  steps no longer in the file: {', '.join(impact.removed_steps)}")
-        if not impact.groups:
-            continue
-        table = Table(show_edge=False)
-        for column in (
-            "last received",
-            "scheduled now",
-            "next under the files",
-            "people",
-            "when",
-            "effect",
-        ):
-            table.add_column(column)
-        for g in impact.groups:
-            when = (
-                "-"
-                if g.first_due is None
-                else (
-                    f"{g.first_due:%Y-%m-%d %H:%M}"
-                    + (f" .. {g.last_due:%Y-%m-%d %H:%M}" if g.last_due != g.first_due else "")
-                )
+        effect = g.change
+        if g.postponed and g.postponed_to is not None:
+            effect += (
+                f"; postponed by the daily cap of {cap}: {g.postponed} people, "
+                f"to {g.postponed_to:%Y-%m-%d %H:%M} UTC at the earliest"
             )
-            table.add_row(
-                g.position, g.pending or "-", g.next_step or "-", str(g.people), when, g.change
-            )
-        console.print(table)
+        table.add_row(
+            g.position, g.pending or "-", g.next_step or "-", str(g.people), when, Text(effect)
+        )
+    console.print(table)
 
 
 @app.command("test-send")

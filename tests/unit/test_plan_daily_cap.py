@@ -1,0 +1,149 @@
+"""`plan` forecasts what the daily cap postpones, and the worker then does just that (SQLite,
+the real sender)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+import drip.cli.sequences as sequences_cli
+from drip.cli.main import app
+from drip.db import transaction
+from drip.models import Contact, Delivery, DeliveryStatus, Enrollment
+from drip.schedule.impact import Group, plan_changes
+from drip.send.sender import Outcome
+from tests.unit.world import START, World, build_world
+
+#: Emails a contact may get in any 24 hours, in these tests.
+CAP = 2
+
+
+@pytest.fixture
+def world(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
+    """The unit world with a second sequence, `other`, and the sender capped at `CAP`."""
+    quick = yaml.safe_load((sequences_dir / "quick.yaml").read_text())
+    (sequences_dir / "other.yaml").write_text(yaml.safe_dump({**quick, "id": "other"}))
+    for world in build_world(tmp_path, sequences_dir):
+        world.sender.policy = dataclasses.replace(world.sender.policy, daily_cap=CAP)
+        yield world
+
+
+def given_contact(
+    sessions: sessionmaker[Session], email: str, sent: dict[str, list[timedelta]]
+) -> int:
+    """A contact enrolled in each sequence of `sent`, with emails sent that long before
+    START, and their quick step `second` queued, due at START; the queued row's id."""
+    with transaction(sessions) as session:
+        contact = Contact(email=email, email_hash=email)
+        session.add(contact)
+        session.flush()
+        queued = None
+        for sequence_id, ago in sent.items():
+            enrollment = Enrollment(
+                contact_id=contact.id, sequence_id=sequence_id, enrolled_at=START - timedelta(1)
+            )
+            session.add(enrollment)
+            session.flush()
+            rows = [
+                Delivery(
+                    step_id="welcome",
+                    resend_number=n,
+                    resend=n > 0,
+                    status=DeliveryStatus.SENT,
+                    due_at=START - before,
+                    sent_at=START - before,
+                )
+                for n, before in enumerate(ago)
+            ]
+            if sequence_id == "quick":
+                rows.append(Delivery(step_id="second", status=DeliveryStatus.QUEUED, due_at=START))
+            for row in rows:
+                row.enrollment_id, row.contact_id = enrollment.id, contact.id
+                row.sequence_id = sequence_id
+                session.add(row)
+            session.flush()
+            queued = queued or next((r.id for r in rows if r.status is DeliveryStatus.QUEUED), None)
+        assert queued is not None
+        return queued
+
+
+def second_step_group(world: World, cap: int) -> Group:
+    """Plan's group of quick's people waiting for `second`, as scheduled."""
+    with world.sessions() as session:
+        impacts = plan_changes(session, world.catalog, now=world.clock(), daily_cap=cap)
+    (quick,) = [i for i in impacts if i.sequence_id == "quick"]
+    (group,) = [g for g in quick.groups if g.pending == "second"]
+    return group
+
+
+def test_plan_shows_the_daily_cap_postponing_an_email_and_the_worker_does_so(
+    world: World,
+) -> None:
+    # Given a contact sent two emails in the last day, across two sequences, and one sent one
+    full = given_contact(
+        world.sessions,
+        "full@example.com",
+        {"other": [timedelta(hours=5)], "quick": [timedelta(hours=2)]},
+    )
+    room = given_contact(world.sessions, "room@example.com", {"quick": [timedelta(hours=3)]})
+    # When plan looks at their next emails, due now, under a cap of two a day
+    group = second_step_group(world, CAP)
+    # Then it shows one of the two postponed, until the older email is a day old
+    assert group.people == 2
+    assert group.postponed == 1
+    assert group.postponed_to == START - timedelta(hours=5) + timedelta(days=1)
+    # And the worker, sending both now, postpones that one to that time and sends the other
+    assert world.sender.send(full).outcome is Outcome.POSTPONED
+    assert world.row(full).due_at == group.postponed_to
+    assert world.sender.send(room).outcome is Outcome.SENT
+
+
+def test_plan_counts_a_resend_and_shows_nothing_without_a_cap(world: World) -> None:
+    # Given a contact whose two emails today were one step and its resend
+    given_contact(
+        world.sessions, "twice@example.com", {"quick": [timedelta(hours=9), timedelta(hours=1)]}
+    )
+    # Then the cap postpones their next email until the first is a day old
+    group = second_step_group(world, CAP)
+    assert (group.postponed, group.postponed_to) == (1, START + timedelta(hours=15))
+    # And with no cap (0), or a higher one, nothing is postponed
+    assert second_step_group(world, 0).postponed == 0
+    assert second_step_group(world, CAP + 1).postponed == 0
+
+
+def test_the_plan_command_says_what_the_cap_postpones(
+    world: World, sequences_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the contact of the first test, and DRIP_MAX_EMAILS_PER_DAY=2
+    given_contact(
+        world.sessions,
+        "full@example.com",
+        {"other": [timedelta(hours=5)], "quick": [timedelta(hours=2)]},
+    )
+    monkeypatch.setattr(sequences_cli, "utcnow", lambda: START)
+    for name, value in {
+        "DRIP_DATABASE_URL": f"sqlite:///{tmp_path / 'unit.db'}",
+        "DRIP_SEQUENCES_DIR": str(sequences_dir),
+        "DRIP_MAX_EMAILS_PER_DAY": str(CAP),
+        "DRIP_STATE_DIR": str(tmp_path / ".drip"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DRIP_ENV", raising=False)
+    # When plan runs, for people and for scripts (not on a terminal: no progress bar)
+    shown = CliRunner().invoke(app, ["sequences", "plan"], terminal_width=300)
+    scripted = CliRunner().invoke(app, ["sequences", "plan", "--json"])
+    # Then both say one person's next email waits for the cap, and until when
+    assert shown.exit_code == 0, shown.output
+    assert "postponed by the daily cap of 2: 1 people, to 2026-06-02 07:00 UTC" in shown.output
+    assert "planning" not in shown.output
+    (quick,) = [i for i in json.loads(scripted.output) if i["sequence"] == "quick"]
+    (group,) = quick["groups"]
+    assert (group["postponed_by_cap"], group["postponed_to"]) == (1, "2026-06-02T07:00:00+00:00")
