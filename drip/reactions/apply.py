@@ -10,9 +10,10 @@ event whose message was lost), is the bookkeeping and what follows:
   the event, ends as `converted`, and what it had pending is cancelled;
 - triggers: every sequence whose `trigger:` names the event enrols the contact, if the
   contact is subscribed (a trigger never reaches an unsubscribed, suppressed or forgotten
-  address, and never asks for a confirmation on its own), has no run of it open, and its
-  `reentry:` allows a new run after a finished one. A trigger whose sequence also names
-  the same event as a goal does nothing.
+  address, and never asks for a confirmation on its own), has no run of it open, did not
+  leave it (a cancelled run: a signup after a leave needs a confirmation, which a trigger
+  never asks for), and its `reentry:` allows a new run after a finished one (completed or
+  converted). A trigger whose sequence also names the same event as a goal does nothing.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def _start_run(
         return enrollment
     if run.status in OPEN:
         return None  # never restarted in the middle of a run
+    if run.status is EnrollmentStatus.CANCELLED:
+        # The subscriber left it (or never confirmed it): only their own confirmed signup
+        # brings them back.
+        log.info("reactions.trigger_refused", sequence=sequence.id, status=run.status.value)
+        return None
     if not sequence.reentry.allows(last_began=run.enrolled_at, now=now):
         return None
     run.run += 1

@@ -225,13 +225,13 @@ class ReactionRules(ModelWorld):
 
     def _check_trigger(self, contact_id: int, before: RunState, now: datetime) -> None:
         """The goal event is `other`'s trigger: a subscribed contact with no run of it is
-        enrolled; one whose run is open is left alone; one whose run ended starts again
-        only when the run's `reentry:` allows it."""
+        enrolled; one whose run is open, or who left it, is left alone; one whose run
+        finished starts again only when the run's `reentry:` allows it."""
         with self.sessions() as session:
             after = _run_state(session, contact_id)
             rows = [r for r in read_rows(session) if r.contact_id == contact_id]
-        if not before.subscribed or before.status in OPEN:
-            expected = "none"
+        if not before.subscribed or before.status in (*OPEN, EnrollmentStatus.CANCELLED):
+            expected = "none"  # stopped, in a run, or left this sequence
         elif before.status is None:
             expected = "first"
         else:

@@ -60,7 +60,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from drip.config import AmbiguousPolicy
 from tests.integration.state_model_checks import S
-from tests.integration.state_model_parts import AMBIGUOUS_WAIT, Answer
+from tests.integration.state_model_parts import AMBIGUOUS_WAIT, GOAL, Answer
 from tests.integration.state_model_reactions import ReactionRules
 from tests.integration.state_model_rules import DeliveryRules
 from tests.integration.state_model_world import REACHED, Databases
@@ -151,6 +151,28 @@ def test_a_resend_never_reaches_who_left_the_sequence(pg_template: str) -> None:
         model.operator_resend(pick=0, step=0, finished=False)
         model.healthy_hour()
         # Then nothing of that sequence was accepted after the leave
+        model.promises_hold()
+    finally:
+        model.broken = True
+        model.teardown()
+        DeliveryModel.databases.close()
+
+
+@pytest.mark.integration
+def test_a_trigger_never_brings_back_who_left_the_sequence(pg_template: str) -> None:
+    """Found by the model: a trigger began a new run of a sequence its subscriber had left
+    by the unsubscribe page (with `reentry: always`), and its email went out."""
+    # Given a subscriber who received the one-step sequence `other`, then left it
+    DeliveryModel.databases = Databases(pg_template)
+    model = DeliveryModel()
+    try:
+        model.start(policy=AmbiguousPolicy.RESEND, signups=[(0, "other")], reentry="always")
+        model.healthy_hour()
+        model.unsubscribe(pick=0, everything=False)
+        # When another app reports the event that triggers `other`
+        model.another_app_posts_an_event(who=0, name=GOAL, lost=False)
+        model.healthy_hour()
+        # Then no run began, and nothing of `other` was accepted after the leave
         model.promises_hold()
     finally:
         model.broken = True
