@@ -9,6 +9,7 @@ from drip.models.contact_event import ContactEvent
 from drip.models.delivery import PENDING, Delivery, DeliveryStatus
 from drip.models.enrollment import Enrollment, EnrollmentStatus
 from drip.models.event import ProviderEvent
+from drip.models.funnel_counts import DeliveryCount, DeliveryCountDelta, FunnelAttribution
 from drip.models.keys import HashKeyCheck
 from drip.models.operations import AuditEntry, Download, SequenceState
 from drip.models.retention import EventCount, EventDay, HousekeepingRun, ProviderEventId
@@ -31,6 +32,8 @@ __all__ = [
     "ContactEvent",
     "ContactStatus",
     "Delivery",
+    "DeliveryCount",
+    "DeliveryCountDelta",
     "DeliveryStatus",
     "Download",
     "EndpointSource",
@@ -38,6 +41,7 @@ __all__ = [
     "EnrollmentStatus",
     "EventCount",
     "EventDay",
+    "FunnelAttribution",
     "HashKeyCheck",
     "HousekeepingRun",
     "LinkClick",

@@ -11,6 +11,17 @@ it receives): `machine_opened` counts those SendGrid flags with `sg_machine_open
 condition ever reads opens. `human_clicks` is drip's own tracking (`track_clicks: true`):
 unique deliveries with a person's click on a `/l/` link, by the rule of
 `drip.clicks.rule`; machine clicks are not counted. Per link: `link_funnel`.
+
+Nothing here scans `deliveries`: scheduled, sent, failed, human clicks, unsubscribed and
+converted are read from `delivery_counts` (plus the deltas not yet folded), which
+triggers keep in the transaction of every change (`drip.reports.counting` owns the rules),
+per day the delivery was created (UTC), so `since` counts whole days from its UTC day.
+Only planned deliveries count (not resends). An unsubscribe is counted against the
+enrolment's last sent planned email (latest `sent_at`, then highest id) while its contact
+is unsubscribed: a contact who subscribes again, or is forgotten, leaves the column. A
+conversion is counted against the last sent planned email of the run its goal ended,
+while the enrolment is converted. Provider events come from their daily counts and the raw
+rows of the days not yet counted (`drip.retention.aggregates`).
 """
 
 from __future__ import annotations
@@ -18,19 +29,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
 from drip.models import (
     PENDING,
-    Contact,
-    ContactStatus,
     Delivery,
     DeliveryStatus,
-    Enrollment,
-    EnrollmentStatus,
     LinkClick,
 )
+from drip.reports.counting import CONVERTED, HUMAN_CLICK, UNSUBSCRIBED
+from drip.reports.counts import read_counts
 from drip.retention.aggregates import MACHINE_OPEN, step_event_counts
 from drip.sequences.catalog import SequenceCatalog
 
@@ -40,6 +49,17 @@ OPENS_NOTE = (
     " Protection; {machine} flagged sg_machine_open); opens never drive conditions."
     " human clicks: drip's tracked links, people only."
 )
+
+#: The funnel's column of each measure kept in `delivery_counts` (`drip.reports.counting`);
+#: skipped and cancelled deliveries are counted but not shown.
+MEASURE_COLUMNS: dict[str, str] = {
+    **{status.value: "scheduled" for status in PENDING},
+    DeliveryStatus.SENT.value: "sent",
+    DeliveryStatus.FAILED.value: "failed",
+    UNSUBSCRIBED: "unsubscribed",
+    CONVERTED: "converted",
+    HUMAN_CLICK: "human_clicks",
+}
 
 #: Provider events counted per step, once per delivery.
 EVENT_COLUMNS = {
@@ -174,18 +194,10 @@ def funnel(
             for step_def in loaded.definition.steps:
                 row(loaded.definition.id, step_def.id)
 
-    for seq, step, status, count in session.execute(
-        select(Delivery.sequence_id, Delivery.step_id, Delivery.status, func.count())
-        .where(*scope)
-        .group_by(Delivery.sequence_id, Delivery.step_id, Delivery.status)
-    ):
-        target = row(seq, step).counts
-        if status in PENDING:
-            target["scheduled"] += count
-        elif status is DeliveryStatus.SENT:
-            target["sent"] += count
-        elif status is DeliveryStatus.FAILED:
-            target["failed"] += count
+    for (seq, step, measure), count in read_counts(session, since=since, sequence=sequence).items():
+        column = MEASURE_COLUMNS.get(measure)
+        if column is not None:
+            row(seq, step).counts[column] += count
     # Provider events: counted months from their daily counts, the rest from raw rows, so
     # the funnel reads the same before and after a prune (drip.retention.aggregates).
     events = step_event_counts(
@@ -196,56 +208,6 @@ def funnel(
             row(seq, step).machine_opened += count
         else:
             row(seq, step).counts[EVENT_COLUMNS[event]] += count
-    for seq, step, count in session.execute(
-        select(
-            Delivery.sequence_id,
-            Delivery.step_id,
-            func.count(func.distinct(LinkClick.delivery_id)),
-        )
-        .join(LinkClick, LinkClick.delivery_id == Delivery.id)
-        .where(*scope, LinkClick.human.is_(True))
-        .group_by(Delivery.sequence_id, Delivery.step_id)
-    ):
-        row(seq, step).counts["human_clicks"] += count
-    # An unsubscribe is counted against the last email its subscriber received.
-    later = aliased(Delivery)
-    last_sent = (
-        ~select(later.id)
-        .where(
-            later.enrollment_id == Delivery.enrollment_id,
-            later.status == DeliveryStatus.SENT,
-            later.sent_at > Delivery.sent_at,
-        )
-        .exists()
-    )
-    for seq, step, count in session.execute(
-        select(Delivery.sequence_id, Delivery.step_id, func.count())
-        .join(Contact, Contact.id == Delivery.contact_id)
-        .where(
-            *scope,
-            Delivery.status == DeliveryStatus.SENT,
-            last_sent,
-            and_(Contact.status == ContactStatus.UNSUBSCRIBED),
-        )
-        .group_by(Delivery.sequence_id, Delivery.step_id)
-    ):
-        row(seq, step).counts["unsubscribed"] += count
-    # A conversion too: against the last email of the run its goal ended.
-    for seq, step, count in session.execute(
-        select(Delivery.sequence_id, Delivery.step_id, func.count())
-        .join(
-            Enrollment,
-            and_(Enrollment.id == Delivery.enrollment_id, Enrollment.run == Delivery.run),
-        )
-        .where(
-            *scope,
-            Delivery.status == DeliveryStatus.SENT,
-            last_sent,
-            Enrollment.status == EnrollmentStatus.CONVERTED,
-        )
-        .group_by(Delivery.sequence_id, Delivery.step_id)
-    ):
-        row(seq, step).counts["converted"] += count
     return sorted(table.values(), key=lambda f: _order(catalog, f))
 
 
@@ -265,11 +227,10 @@ def link_funnel(
         scope.append(Delivery.sequence_id == sequence)
     sent = {
         (seq, step): count
-        for seq, step, count in session.execute(
-            select(Delivery.sequence_id, Delivery.step_id, func.count())
-            .where(*scope, Delivery.status == DeliveryStatus.SENT)
-            .group_by(Delivery.sequence_id, Delivery.step_id)
-        )
+        for (seq, step, measure), count in read_counts(
+            session, since=since, sequence=sequence
+        ).items()
+        if measure == DeliveryStatus.SENT
     }
     urls: dict[tuple[str, str, int], str] = {}
     counts: dict[tuple[str, str, int, bool], int] = {}

@@ -1,5 +1,6 @@
-"""The scheduler's job for retention: partitions created ahead, closed days counted, and
-raw events older than the retention removed, at most once a day across all schedulers.
+"""The scheduler's job for retention: on every recovery pass, the funnel's count deltas
+folded (`drip.reports.counts`); at most once a day across all schedulers, partitions
+created ahead, closed days counted, and raw events older than the retention removed.
 
 The last run is kept in `housekeeping_runs`; the row is locked for the run, so two
 schedulers never run it together (the second finds it locked, or already run, and skips).
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from drip.db import upsert_statement
 from drip.dispatch.recovery import Recovery
 from drip.models import HousekeepingRun
+from drip.reports.counts import fold_deltas
 from drip.retention.partitions import create_ahead, is_partitioned
 from drip.retention.prune import prune
 
@@ -27,8 +29,17 @@ NAME = "event_retention"
 EVERY = timedelta(days=1)
 
 
+def fold_delivery_counts(recovery: Recovery) -> int:
+    """Move the deltas the triggers appended into `delivery_counts` (the funnel reads both,
+    so this only keeps its read short); return how many keys changed."""
+    with recovery.sessions() as session, session.begin():
+        return fold_deltas(session)
+
+
 def keep_event_retention(recovery: Recovery) -> dict[str, int]:
-    """Once a day: create the coming months' partitions, count closed days, prune."""
+    """Every pass: fold the funnel's count deltas. Once a day: create the coming months'
+    partitions, count closed days, prune."""
+    fold_delivery_counts(recovery)
     with recovery.sessions() as session, session.begin():
         session.execute(
             upsert_statement(session, HousekeepingRun)

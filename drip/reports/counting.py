@@ -1,0 +1,334 @@
+# ruff: noqa: S608 - every statement here is built from this module's constants, never input.
+"""What the funnel counts, written once, as the SQL of the triggers that keep the counts.
+
+Every counted row contributes +1 under its key (day the delivery was created, UTC;
+sequence; step; measure), so a change is "-1 under the old key, +1 under the new one",
+appended to `delivery_count_deltas` in the transaction of the change:
+
+- a delivery of the planned line (`resend = false`; confirmations included) counts under
+  its status;
+- a `funnel_attributions` row counts under its measure. Its rows say which delivery an
+  enrolment's end is attributed to, recomputed (taken back and added again) for the
+  enrolments and deliveries a statement touched:
+  - `unsubscribed`: the enrolment's last sent planned delivery (latest `sent_at`, then
+    highest id), while its contact's status is `unsubscribed` (a contact who subscribes
+    again, or is forgotten, is no longer counted);
+  - `converted`: the last sent planned delivery of the enrolment's current run, while the
+    enrolment's status is `converted`;
+  - `human_click`: a planned delivery with at least one person's click (`link_clicks`).
+
+The same rules generate PostgreSQL's statement-level triggers (transition tables: one
+`INSERT ... SELECT ... GROUP BY` per statement, however many rows it changed) and
+SQLite's row-level ones (the same statements over a one-row table made of `NEW`/`OLD`),
+and the migration's backfill. Changing a rule means a migration that re-creates them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Attributed measures, counted beside the delivery statuses.
+UNSUBSCRIBED, CONVERTED, HUMAN_CLICK = "unsubscribed", "converted", "human_click"
+
+#: The transition tables' names inside a trigger.
+NEW, OLD = "new_rows", "old_rows"
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A table whose rows are counted: the key each row counts under, and which rows count."""
+
+    table: str
+    #: The columns the rules read (SQLite's one-row tables are made of these).
+    columns: tuple[str, ...]
+    day: str
+    measure: str
+    where: str = "true"
+
+
+DELIVERIES = Counted(
+    "deliveries",
+    ("id", "enrollment_id", "created_at", "sequence_id", "step_id", "status", "resend", "sent_at"),
+    day="created_at",
+    measure="status",
+    where="NOT r.resend",
+)
+ATTRIBUTIONS = Counted(
+    "funnel_attributions",
+    ("delivery_id", "enrollment_id", "day", "sequence_id", "step_id", "measure"),
+    day="",
+    measure="measure",
+)
+CONTACTS = ("id", "status")
+ENROLLMENTS = ("id", "status", "run")
+CLICKS = ("delivery_id", "human")
+
+
+def utc_day(dialect: str, column: str) -> str:
+    """The UTC day of a stored timestamp, as SQL (PostgreSQL's date() follows the zone)."""
+    if dialect == "postgresql":
+        return f"(({column}) AT TIME ZONE 'UTC')::date"
+    return f"date({column})"
+
+
+def _key(counted: Counted, dialect: str) -> str:
+    day = utc_day(dialect, f"r.{counted.day}") if counted.day else "r.day"
+    return f"{day} AS d, r.sequence_id AS s, r.step_id AS t, r.{counted.measure} AS m"
+
+
+def tally(counted: Counted, dialect: str, rows: str, *, sign: str = "") -> str:
+    """SELECT key (d, s, t, m) and count (c) of the counted rows of `rows` (a table, or a
+    transition table); `sign` "-" takes them back."""
+    return (
+        f"SELECT {_key(counted, dialect)}, {sign}count(*) AS c FROM {rows} r "
+        f"WHERE {counted.where} GROUP BY 1, 2, 3, 4"
+    )
+
+
+def deltas(counted: Counted, dialect: str, *, new: str | None, old: str | None) -> str:
+    """INSERT the net change per key from rows `old` (taken back) to rows `new` (added);
+    keys whose change nets to zero (an update that moved no counted key) add no row."""
+    parts = [tally(counted, dialect, new)] if new else []
+    if old:
+        parts.append(tally(counted, dialect, old, sign="-"))
+    union = " UNION ALL ".join(parts)
+    return (
+        "INSERT INTO delivery_count_deltas (day, sequence_id, step_id, measure, n) "
+        f"SELECT d, s, t, m, sum(c) FROM ({union}) u "
+        "GROUP BY d, s, t, m HAVING sum(c) <> 0"
+    )
+
+
+def _later(extra: str = "") -> str:
+    # Whether a sent planned delivery of the same enrolment comes after d (sent_at, then id).
+    return (
+        "NOT EXISTS (SELECT 1 FROM deliveries l WHERE l.enrollment_id = d.enrollment_id"
+        f" AND l.status = 'sent' AND NOT l.resend{extra} AND (l.sent_at > d.sent_at"
+        " OR (l.sent_at = d.sent_at AND l.id > d.id)))"
+    )
+
+
+def attribute_endings(dialect: str, enrollments: str) -> list[str]:
+    """The statements that re-attribute `unsubscribed` and `converted` for the enrolments
+    whose ids `enrollments` (a subquery) selects."""
+    day = utc_day(dialect, "d.created_at")
+    columns = "delivery_id, measure, enrollment_id, day, sequence_id, step_id"
+    last = "d.status = 'sent' AND NOT d.resend"
+    return [
+        f"DELETE FROM funnel_attributions WHERE measure IN ('{UNSUBSCRIBED}', '{CONVERTED}')"
+        f" AND enrollment_id IN ({enrollments})",
+        f"INSERT INTO funnel_attributions ({columns}) "
+        f"SELECT d.id, '{UNSUBSCRIBED}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
+        "FROM deliveries d JOIN contacts c ON c.id = d.contact_id "
+        f"WHERE d.enrollment_id IN ({enrollments}) AND c.status = 'unsubscribed' "
+        f"AND {last} AND {_later()} "
+        "UNION ALL "
+        f"SELECT d.id, '{CONVERTED}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
+        "FROM deliveries d JOIN enrollments e ON e.id = d.enrollment_id AND e.run = d.run "
+        f"WHERE d.enrollment_id IN ({enrollments}) AND e.status = 'converted' "
+        f"AND {last} AND {_later(' AND l.run = d.run')}",
+    ]
+
+
+def attribute_clicks(dialect: str, deliveries: str) -> list[str]:
+    """The statements that re-attribute `human_click` for the deliveries whose ids
+    `deliveries` (a subquery) selects."""
+    day = utc_day(dialect, "d.created_at")
+    return [
+        f"DELETE FROM funnel_attributions WHERE measure = '{HUMAN_CLICK}'"
+        f" AND delivery_id IN ({deliveries})",
+        "INSERT INTO funnel_attributions"
+        " (delivery_id, measure, enrollment_id, day, sequence_id, step_id) "
+        f"SELECT d.id, '{HUMAN_CLICK}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
+        f"FROM deliveries d WHERE d.id IN ({deliveries}) AND NOT d.resend AND EXISTS "
+        "(SELECT 1 FROM link_clicks k WHERE k.delivery_id = d.id AND k.human)",
+    ]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One trigger: after `event` on `table`, the statements to run; `columns` are the
+    table's columns the statements read through `new_rows` / `old_rows`."""
+
+    table: str
+    event: str
+    columns: tuple[str, ...]
+    statements: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The trigger's (and on PostgreSQL its function's) name."""
+        return f"drip_count_{self.table}_{self.event.lower()}"
+
+
+def _changed(condition: str, pick: str) -> str:
+    """The `pick` of rows whose update meets `condition` (over o, the old row, and n)."""
+    return f"SELECT n.{pick} FROM {OLD} o JOIN {NEW} n ON o.id = n.id WHERE {condition}"
+
+
+def triggers(dialect: str) -> list[Trigger]:
+    """Every trigger that keeps the counts, for `dialect`."""
+    # A row became sent, stopped being sent, or was sent at another time.
+    distinct = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+    sent = "(CASE WHEN {r}.status = 'sent' THEN {r}.sent_at END)"
+    sent_moved = (
+        f"(o.status = 'sent') <> (n.status = 'sent') OR"
+        f" {sent.format(r='o')} {distinct} {sent.format(r='n')}"
+    )
+    unsubscribed_moved = "(o.status = 'unsubscribed') <> (n.status = 'unsubscribed')"
+    ending_moved = "o.status <> n.status OR o.run <> n.run"
+    human_moved = "o.human <> n.human OR o.delivery_id <> n.delivery_id"
+    rows = DELIVERIES.columns
+    return [
+        Trigger(
+            "deliveries",
+            "INSERT",
+            rows,
+            (
+                deltas(DELIVERIES, dialect, new=NEW, old=None),
+                *attribute_endings(
+                    dialect, f"SELECT enrollment_id FROM {NEW} WHERE status = 'sent'"
+                ),
+            ),
+        ),
+        Trigger(
+            "deliveries",
+            "UPDATE",
+            rows,
+            (
+                deltas(DELIVERIES, dialect, new=NEW, old=OLD),
+                *attribute_endings(dialect, _changed(sent_moved, "enrollment_id")),
+            ),
+        ),
+        Trigger(
+            "deliveries",
+            "DELETE",
+            rows,
+            (
+                deltas(DELIVERIES, dialect, new=None, old=OLD),
+                *attribute_endings(
+                    dialect, f"SELECT enrollment_id FROM {OLD} WHERE status = 'sent'"
+                ),
+            ),
+        ),
+        Trigger(
+            "contacts",
+            "UPDATE",
+            CONTACTS,
+            tuple(
+                attribute_endings(
+                    dialect,
+                    "SELECT id FROM enrollments WHERE contact_id IN "
+                    f"({_changed(unsubscribed_moved, 'id')})",
+                )
+            ),
+        ),
+        Trigger(
+            "enrollments",
+            "UPDATE",
+            ENROLLMENTS,
+            tuple(attribute_endings(dialect, _changed(ending_moved, "id"))),
+        ),
+        Trigger(
+            "link_clicks",
+            "INSERT",
+            CLICKS,
+            tuple(attribute_clicks(dialect, f"SELECT delivery_id FROM {NEW} WHERE human")),
+        ),
+        Trigger(
+            "link_clicks",
+            "UPDATE",
+            (*CLICKS, "id"),
+            tuple(
+                attribute_clicks(
+                    dialect,
+                    f"{_changed(human_moved, 'delivery_id')} "
+                    f"UNION SELECT o.delivery_id FROM {OLD} o JOIN {NEW} n ON o.id = n.id "
+                    f"WHERE {human_moved}",
+                )
+            ),
+        ),
+        Trigger(
+            "link_clicks",
+            "DELETE",
+            CLICKS,
+            tuple(attribute_clicks(dialect, f"SELECT delivery_id FROM {OLD} WHERE human")),
+        ),
+        *(
+            Trigger(
+                "funnel_attributions",
+                event,
+                ATTRIBUTIONS.columns,
+                (
+                    deltas(
+                        ATTRIBUTIONS,
+                        dialect,
+                        new=NEW if event != "DELETE" else None,
+                        old=OLD if event != "INSERT" else None,
+                    ),
+                ),
+            )
+            for event in ("INSERT", "UPDATE", "DELETE")
+        ),
+    ]
+
+
+def create_statements(dialect: str) -> list[str]:
+    """The DDL that installs every trigger on `dialect` (PostgreSQL or SQLite)."""
+    found = []
+    for trigger in triggers(dialect):
+        if dialect == "postgresql":
+            body = "".join(f"    {statement};\n" for statement in trigger.statements)
+            found.append(
+                f"CREATE FUNCTION {trigger.name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+                f"BEGIN\n{body}    RETURN NULL;\nEND\n$$"
+            )
+            tables = {"INSERT": f"NEW TABLE AS {NEW}", "DELETE": f"OLD TABLE AS {OLD}"}
+            referencing = tables.get(trigger.event, f"OLD TABLE AS {OLD} NEW TABLE AS {NEW}")
+            found.append(
+                f"CREATE TRIGGER {trigger.name} AFTER {trigger.event} ON {trigger.table} "
+                f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {trigger.name}()"
+            )
+        else:
+            body = "".join(
+                f"    {_one_row(statement, trigger.columns)};\n" for statement in trigger.statements
+            )
+            found.append(
+                f"CREATE TRIGGER {trigger.name} AFTER {trigger.event} ON {trigger.table} "
+                f"FOR EACH ROW BEGIN\n{body}END"
+            )
+    return found
+
+
+def drop_statements(dialect: str) -> list[str]:
+    """The DDL that removes every trigger `create_statements` installs."""
+    found = []
+    for trigger in triggers(dialect):
+        found.append(
+            f"DROP TRIGGER IF EXISTS {trigger.name}"
+            + (f" ON {trigger.table}" if dialect == "postgresql" else "")
+        )
+        if dialect == "postgresql":
+            found.append(f"DROP FUNCTION IF EXISTS {trigger.name}()")
+    return found
+
+
+def _one_row(statement: str, columns: tuple[str, ...]) -> str:
+    """SQLite: the transition tables of a row trigger are the row itself, `NEW` or `OLD`."""
+    for name, row in ((NEW, "NEW"), (OLD, "OLD")):
+        table = ", ".join(f"{row}.{c} AS {c}" for c in columns)
+        statement = re.sub(rf"\b{name}\b", f"(SELECT {table})", statement)
+    return statement
+
+
+def backfill_statements(dialect: str) -> list[str]:
+    """Attribute every enrolment and delivery, then count every counted row into
+    `delivery_counts`: run once, before the triggers exist (migration 0013)."""
+    counts = "INSERT INTO delivery_counts (day, sequence_id, step_id, measure, n) "
+    return [
+        *attribute_endings(dialect, "SELECT id FROM enrollments"),
+        *attribute_clicks(dialect, "SELECT delivery_id FROM link_clicks WHERE human"),
+        counts + tally(DELIVERIES, dialect, DELIVERIES.table),
+        counts + tally(ATTRIBUTIONS, dialect, ATTRIBUTIONS.table),
+    ]
