@@ -12,7 +12,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from alembic import command
+from sqlalchemy import ColumnElement, and_, delete, func, inspect, select, update
 from sqlalchemy.orm import Session, aliased
 
 from drip.clicks.recording import record_click
@@ -21,6 +22,7 @@ from drip.contacts.privacy import forget_contact
 from drip.db import transaction
 from drip.deliveries.finish import finish_rows
 from drip.deliveries.moves import claim_due, claim_to_send, operator_retry, retry_later
+from drip.migrate import alembic_config, upgrade_database
 from drip.models import (
     PENDING,
     Contact,
@@ -408,3 +410,26 @@ def test_concurrent_workers_lose_no_count(runtime: Runtime) -> None:
         assert counted(session) == +scanned(session)
         assert counted(session)[("quick", "welcome", "sent")] == 320
         assert counted(session)[("quick", "welcome", "failed")] == 80
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_the_migration_counts_the_rows_already_stored(
+    runtime: Runtime,
+    sqlite_runtime: Runtime,  # noqa: F811
+    database: str,
+) -> None:
+    # Given a mix of changes on a database, taken back below 0013 (no counts, no triggers)
+    chosen = runtime if database == "postgresql" else sqlite_runtime
+    mix = Mix(chosen, seed=5)
+    for _ in range(120):
+        mix.step()
+    url = chosen.settings.database_url
+    command.downgrade(alembic_config(url), "0012")
+    with chosen.sessions() as session:
+        assert "delivery_counts" not in inspect(session.get_bind()).get_table_names()
+    # When it is upgraded again, the stored rows are counted and the triggers kept
+    upgrade_database(url)
+    assert_counts_match(chosen, now=mix.now)
+    for _ in range(40):
+        mix.step()
+    assert_counts_match(chosen, now=mix.now)
