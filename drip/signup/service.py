@@ -18,7 +18,6 @@ here (`drip.events.contact_store.attach_events`); the scheduler's recovery appli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -31,25 +30,17 @@ from drip.contacts.identity import email_hash
 from drip.db import upsert_for
 from drip.deliveries.planning import plan_first, queue_off_schedule
 from drip.events.contact_store import attach_events
-from drip.models import Contact, Enrollment, EnrollmentStatus
-from drip.models.contact import new_public_id
+from drip.models import Contact, ContactStatus, Enrollment, EnrollmentStatus
 from drip.sequences.catalog import SequenceCatalog
 from drip.sequences.definition import CONFIRM_STEP
+from drip.signup.first_signup import enroll_new_address, new_contact_fields
 from drip.signup.request import SignupRequest
+from drip.signup.result import SignupResult
 from drip.webhooks.events import Event, EventType
 from drip.webhooks.outbox import emit
 
 #: A second signup within this time does not send a second confirmation email.
 CONFIRMATION_COOLDOWN = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class SignupResult:
-    """What the caller must do after commit: enqueue this delivery, if any."""
-
-    delivery_to_enqueue: int | None = None
-    enrolled: bool = False
-    confirmation_sent: bool = False
 
 
 def enroll_contact(
@@ -63,21 +54,29 @@ def enroll_contact(
 ) -> SignupResult:
     """Upsert the contact, enroll it once in the sequence and plan its first email."""
     sequence = catalog.get(request.sequence or default_sequence).definition
-    contact = _upsert_contact(session, request, now)
-    if contact.created_at == now:  # new: attach what other apps posted before it was known
+    if consent_for(NEW_CONTACT, None, double_opt_in=sequence.double_opt_in) is Consent.ENROLL:
+        # Most signups are of a new address: one statement, unless the address is known.
+        new = enroll_new_address(
+            session, request, sequence=sequence, now=now, queue_lease=queue_lease
+        )
+        if new is not None:
+            return new
+    contact, contact_is_new = _upsert_contact(session, request, now)
+    if contact_is_new:  # attach what other apps posted before it was known
         attach_events(session, contact)
     if contact.is_hard_suppressed:
         return SignupResult()
-    # One round trip: insert, or touch the existing row (which also locks it) and return it.
-    enrollment: Enrollment = session.scalars(
-        _enrollment_upsert(_dialect(session)),
+    enrollment, enrollment_is_new = _insert_or_lock(
+        session,
+        _enrollment_insert(_dialect(session)),
         {"contact_id": contact.id, "sequence_id": sequence.id, "enrolled_at": now},
-        execution_options={"populate_existing": True},
-    ).one()
-    inserted_id = enrollment.id if enrollment.enrolled_at == now else None
+        select(Enrollment).where(
+            Enrollment.contact_id == contact.id, Enrollment.sequence_id == sequence.id
+        ),
+    )
     consent = consent_for(
         contact,
-        None if inserted_id is not None else enrollment.status,
+        None if enrollment_is_new else enrollment.status,
         double_opt_in=sequence.double_opt_in,
     )
     if consent is not Consent.CONFIRM:
@@ -99,7 +98,7 @@ def enroll_contact(
         session,
         contact,
         enrollment,
-        fresh=inserted_id is not None,
+        fresh=enrollment_is_new,
         now=now,
         queue_lease=queue_lease,
     )
@@ -112,6 +111,10 @@ class Consent(StrEnum):
     ALREADY = "already"  # it is in the sequence already: nothing changes
     CONFIRM = "confirm"  # only through a confirmation email the subscriber answers
     NEVER = "never"  # bounced or complained: nothing, ever
+
+
+#: A contact as a new address starts: active, in no sequence.
+NEW_CONTACT = Contact(status=ContactStatus.ACTIVE)
 
 
 def consent_for(
@@ -129,23 +132,17 @@ def consent_for(
     return Consent.ENROLL if enrollment is None else Consent.ALREADY
 
 
-def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> Contact:
-    # One round trip: insert, or return the known contact (touching its row, which locks it).
-    contact: Contact = session.scalars(
-        _contact_upsert(_dialect(session)),
-        {
-            "public_id": new_public_id(),
-            "email": request.email,
-            "email_hash": email_hash(request.email),
-            "first_name": request.first_name,
-            "timezone": request.timezone,
-            "source": request.source,
-            "attributes": {},
-            "created_at": now,
-            "updated_at": now,
-        },
-        execution_options={"populate_existing": True},
-    ).one()
+def _upsert_contact(
+    session: Session, request: SignupRequest, now: datetime
+) -> tuple[Contact, bool]:
+    """The contact of the address, locked, and whether this call inserted it."""
+    fields = new_contact_fields(request)
+    contact, is_new = _insert_or_lock(
+        session,
+        _contact_insert(_dialect(session)),
+        {**fields, "attributes": {}, "created_at": now, "updated_at": now},
+        select(Contact).where(Contact.email_hash == email_hash(request.email)),
+    )
     if contact.email is None:  # forgotten earlier: the address comes back with this signup
         contact.email = request.email
     # A known contact keeps what it told us before; a signup only fills what is missing
@@ -154,7 +151,25 @@ def _upsert_contact(session: Session, request: SignupRequest, now: datetime) -> 
         contact.first_name = request.first_name
     if contact.timezone is None and request.timezone:
         contact.timezone = request.timezone
-    return contact
+    return contact, is_new
+
+
+def _insert_or_lock(
+    session: Session, insert: Any, values: dict[str, Any], known: Any
+) -> tuple[Any, bool]:
+    """The row `insert` adds (`ON CONFLICT DO NOTHING ... RETURNING`) and True; else the
+    row already there, read by `known` and locked, and False.
+
+    Whether this call inserted the row is what `insert` returning it says, never a
+    timestamp: two signups of one address at the same instant write the same times, and
+    the second must not take the first's row for its own (it waits on the unique key
+    until the first commits, then finds the row and reads it, locked, in a new snapshot).
+    """
+    options = {"populate_existing": True}
+    row = session.scalars(insert, values, execution_options=options).one_or_none()
+    if row is not None:
+        return row, True
+    return session.scalars(known.with_for_update(), execution_options=options).one(), False
 
 
 def _dialect(session: Session) -> str:
@@ -162,9 +177,9 @@ def _dialect(session: Session) -> str:
 
 
 @cache
-def _contact_upsert(dialect: str) -> Any:
-    """Insert a contact, or touch the known one; returns the row either way. Built once per
-    dialect: a signup only binds its values."""
+def _contact_insert(dialect: str) -> Any:
+    """Insert a contact unless its address is known; returns the new row, else nothing.
+    Built once per dialect: a signup only binds its values."""
     columns = (
         "public_id",
         "email",
@@ -179,26 +194,23 @@ def _contact_upsert(dialect: str) -> Any:
     statement = upsert_for(dialect, Contact).values(
         status="active", **{column: bindparam(column) for column in columns}
     )
-    upsert = statement.on_conflict_do_update(
-        index_elements=["email_hash"], set_={"email_hash": statement.excluded.email_hash}
-    ).returning(Contact)
-    return select(Contact).from_statement(upsert)  # loaded as a query: no bulk-insert path
+    insert = statement.on_conflict_do_nothing(index_elements=["email_hash"]).returning(Contact)
+    return select(Contact).from_statement(insert)  # loaded as a query: no bulk-insert path
 
 
 @cache
-def _enrollment_upsert(dialect: str) -> Any:
-    """Enroll a contact, or touch its existing enrollment; returns the row either way."""
+def _enrollment_insert(dialect: str) -> Any:
+    """Enroll a contact unless it is in the sequence; returns the new row, else nothing."""
     statement = upsert_for(dialect, Enrollment).values(
         status="active",
         contact_id=bindparam("contact_id"),
         sequence_id=bindparam("sequence_id"),
         enrolled_at=bindparam("enrolled_at"),
     )
-    upsert = statement.on_conflict_do_update(
-        index_elements=["contact_id", "sequence_id"],
-        set_={"sequence_id": statement.excluded.sequence_id},
+    insert = statement.on_conflict_do_nothing(
+        index_elements=["contact_id", "sequence_id"]
     ).returning(Enrollment)
-    return select(Enrollment).from_statement(upsert)
+    return select(Enrollment).from_statement(insert)
 
 
 def _request_confirmation(
