@@ -10,18 +10,21 @@ emails before it on that line (ties in row order).
 
 SQL only narrows the people down: a window function gives each pending row the `cap`
 emails before it, and rows whose `cap`-th earlier email is more than a day before it are
-dropped. `cap_opens` decides for the rest, so the rule has one owner. It is a forecast of
-the first postponement: the knock-on of one postponed email on the contact's later ones
-is not followed.
+dropped. A person whose pending step is gone gets a new due time worked out in Python, so
+for them SQL picks the contacts with at least `cap` emails on their line and reads those
+lines (less the row that will be cancelled). `cap_opens` decides for all, so the rule has
+one owner. It is a forecast of the first postponement: the knock-on of one postponed
+email on the contact's later ones is not followed.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, case, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Row, Select, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -48,14 +51,14 @@ class Crowded:
         return cap_opens(self.before, cap, self.at)
 
 
-def crowded_rows(session: Session, *, cap: int, now: datetime) -> Subquery:
-    """Pending rows with at least `cap` of their contact's emails in the day before them:
-    delivery_id, at, before_1 .. before_cap (the nearest first)."""
+def contact_line(now: datetime) -> Subquery:
+    """Every contact's emails on one line: contact_id, at, id; those sent in the last day at
+    their send times, the pending ones at their due times (now when overdue)."""
     going = case(
         (Delivery.due_at < literal(now, UTCDateTime()), literal(now, UTCDateTime())),
         else_=Delivery.due_at,
     )
-    line = union_all(
+    return union_all(
         select(Delivery.contact_id, Delivery.sent_at.label("at"), Delivery.id).where(
             Delivery.status == DeliveryStatus.SENT, Delivery.sent_at > now - CAP_WINDOW
         ),
@@ -63,6 +66,12 @@ def crowded_rows(session: Session, *, cap: int, now: datetime) -> Subquery:
             Delivery.status.in_(PENDING)
         ),
     ).subquery("line")
+
+
+def crowded_rows(session: Session, *, cap: int, now: datetime) -> Subquery:
+    """Pending rows with at least `cap` of their contact's emails in the day before them:
+    delivery_id, at, before_1 .. before_cap (the nearest first)."""
+    line = contact_line(now)
     befores = [
         func.lag(line.c.at, k, type_=UTCDateTime())
         .over(partition_by=line.c.contact_id, order_by=(line.c.at, line.c.id))
@@ -76,6 +85,33 @@ def crowded_rows(session: Session, *, cap: int, now: datetime) -> Subquery:
         .where(oldest.is_not(None), _within_a_day(session, oldest, ranked.c.at))
         .subquery("crowded")
     )
+
+
+def read_lines(
+    session: Session, contact_ids: Select[tuple[int]], *, now: datetime
+) -> dict[int, list[tuple[datetime, int]]]:
+    """The line (`contact_line`) of each contact that `contact_ids` selects: (at, row id)."""
+    line = contact_line(now)
+    found: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for contact_id, at, row_id in session.execute(
+        select(line.c.contact_id, line.c.at, line.c.id).where(line.c.contact_id.in_(contact_ids))
+    ):
+        found[contact_id].append((at, row_id))
+    return found
+
+
+def held_until(
+    line: list[tuple[datetime, int]], cap: int, at: datetime, *, cancelled: int | None
+) -> datetime | None:
+    """When the cap lets a new email due `at` go after the contact's `line` (less the row
+    `cancelled`, which will not be sent), by the worker's rule; None: at `at`."""
+    return cap_opens([t for t, row in line if row != cancelled and t <= at], cap, at)
+
+
+def crowded_contacts(*, cap: int, now: datetime) -> Select[tuple[int]]:
+    """The contacts with at least `cap` emails on their line: only they can be held back."""
+    line = contact_line(now)
+    return select(line.c.contact_id).group_by(line.c.contact_id).having(func.count() >= cap)
 
 
 def read_crowded(row: Row[Any], cap: int) -> Crowded:

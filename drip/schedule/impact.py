@@ -20,11 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from drip.models import Delivery
-from drip.schedule.cap_forecast import crowded_rows, read_crowded
+from drip.schedule.cap_forecast import (
+    crowded_contacts,
+    crowded_rows,
+    held_until,
+    read_crowded,
+    read_lines,
+)
 from drip.schedule.planner import fit_window, next_step, plan_due, subscriber_zone
 from drip.schedule.standings import UNFILED, Standing, enrolment_rows, read_standings
 from drip.sequences.catalog import SequenceCatalog
@@ -231,3 +237,41 @@ def _forecast_cap(
         position = _position(sequence, row.furthest, row.unfiled)
         key = (position, row.pending, row.pending, "as scheduled")
         groups[key].postpone(fit_window(opens, sequence.window_for(step), zone))
+    _forecast_replanned(session, sequence, groups, cap=cap, now=now)
+
+
+def _forecast_replanned(
+    session: Session, sequence: Sequence, groups: dict[Key, Group], *, cap: int, now: datetime
+) -> None:
+    """The same for people whose pending step is gone (or who have none): their next due is
+    worked out here, one by one, for the contacts with at least `cap` emails on their line."""
+    file_steps = [s.id for s in sequence.steps]
+    one = enrolment_rows(sequence.id, file_steps)
+    chosen = and_(
+        or_(one.c.pending.is_(None), one.c.pending.not_in(file_steps)),
+        one.c.contact_id.in_(crowded_contacts(cap=cap, now=now)),
+    )
+    people = session.execute(select(one).where(chosen)).all()
+    if not people:
+        return
+    lines = read_lines(session, select(one.c.contact_id).where(chosen), now=now)
+    for person in people:
+        alike = Standing(
+            person.furthest,
+            person.unfiled,
+            person.pending,
+            person.timezone,
+            1,
+            None,
+            None,
+            person.after,
+            person.after,
+        )
+        key, due, _ = _outlook(sequence, alike, now)
+        step = sequence.step(key[2]) if key[2] else None
+        if due is None or step is None:
+            continue
+        opens = held_until(lines[person.contact_id], cap, due, cancelled=person.pending_id)
+        if opens is not None:
+            zone = subscriber_zone(person.timezone, sequence)
+            groups[key].postpone(fit_window(opens, sequence.window_for(step), zone))

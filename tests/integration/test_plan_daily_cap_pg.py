@@ -55,3 +55,11 @@ def test_plan_shows_the_daily_cap_postponing_an_email_and_the_worker_does_so(
 
 def test_plan_counts_a_resend_and_shows_nothing_without_a_cap(world: World) -> None:
     scenarios.test_plan_counts_a_resend_and_shows_nothing_without_a_cap(world)
+
+
+def test_plan_shows_the_cap_on_a_re_planned_step_and_the_worker_does_so(
+    world: World, sequences_dir: Path
+) -> None:
+    scenarios.test_plan_shows_the_cap_on_a_re_planned_step_and_the_worker_does_so(
+        world, sequences_dir
+    )

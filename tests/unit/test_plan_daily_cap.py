@@ -20,6 +20,7 @@ from drip.db import transaction
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment
 from drip.schedule.impact import Group, plan_changes
 from drip.send.sender import Outcome
+from drip.sequences.catalog import SequenceCatalog
 from tests.unit.world import START, World, build_world
 
 #: Emails a contact may get in any 24 hours, in these tests.
@@ -147,3 +148,37 @@ def test_the_plan_command_says_what_the_cap_postpones(
     (quick,) = [i for i in json.loads(scripted.output) if i["sequence"] == "quick"]
     (group,) = quick["groups"]
     assert (group["postponed_by_cap"], group["postponed_to"]) == (1, "2026-06-02T07:00:00+00:00")
+
+
+def test_plan_shows_the_cap_on_a_re_planned_step_and_the_worker_does_so(
+    world: World, sequences_dir: Path
+) -> None:
+    # Given a contact sent two emails in the last day, waiting for quick's `second`
+    full = given_contact(
+        world.sessions,
+        "full@example.com",
+        {"other": [timedelta(hours=5)], "quick": [timedelta(hours=2)]},
+    )
+    # And `second` removed from the file
+    path = sequences_dir / "quick.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["steps"] = [s for s in data["steps"] if s["id"] != "second"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    world.catalog = world.sender.catalog = SequenceCatalog.load(
+        sequences_dir, postal_address="1 Example Street"
+    )
+    # When plan looks at them: `third` is re-planned, due now, and the cap holds it back
+    with world.sessions() as session:
+        impacts = plan_changes(session, world.catalog, now=world.clock(), daily_cap=CAP)
+    (quick,) = [i for i in impacts if i.sequence_id == "quick"]
+    (group,) = quick.groups
+    assert (group.change, group.next_step) == (
+        "re-planned: second is no longer in the file",
+        "third",
+    )
+    assert (group.postponed, group.postponed_to) == (1, START + timedelta(hours=19))
+    # Then the worker cancels `second`, plans `third` and postpones it to that time
+    assert world.sender.send(full).outcome is Outcome.CANCELLED
+    third = next(r for r in world.rows() if r.step_id == "third")
+    assert world.sender.send(third.id).outcome is Outcome.POSTPONED
+    assert world.row(third.id).due_at == group.postponed_to
