@@ -18,6 +18,7 @@ The decisions are pure (`drip.send.decisions`); the rows are behind a store
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -57,9 +58,6 @@ from drip.sequences.catalog import LoadedSequence, SequenceCatalog
 from drip.unsubscribe.links import Links
 
 log = structlog.get_logger(__name__)
-
-#: A logger bound to one delivery's ids.
-Logger = structlog.typing.FilteringBoundLogger
 
 __all__ = ["DeliverySender", "Outcome", "SendPolicy", "SendResult"]
 
@@ -131,9 +129,7 @@ class DeliverySender:
         results = {delivery_id: SendResult(Outcome.NOT_MINE) for delivery_id in ids}
         if claimed:
             results.update(self._send_claimed(claimed))
-        for delivery in claimed:
-            outcome = results[delivery.id].outcome.value
-            DELIVERIES.labels(delivery.sequence_id, delivery.step_id, outcome).inc()
+        _count(claimed, results)
         return results
 
     def close(self) -> None:
@@ -149,10 +145,9 @@ class DeliverySender:
             # processed meanwhile was sent: recorded as such, never sent a second time.
             again = [d.id for d in claimed if d.attempts > 1]
             reported = guard.reported_processed(again) if again else {}
-            outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail, Logger]] = []
+            outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail]] = []
             now = self.clock()
             for delivery in claimed:
-                bound = _bound(delivery)
                 found = facts.get(delivery.enrollment_id)
                 decision = (
                     End(
@@ -165,7 +160,7 @@ class DeliverySender:
                     else decide(delivery, found, self.catalog, now, daily_cap=self.policy.daily_cap)
                 )
                 if isinstance(decision, End):
-                    ended.append(self._ended(delivery, decision, found, now, bound))
+                    ended.append(self._ended(delivery, decision, found, now))
                     results[delivery.id] = SendResult(decision.outcome)
                     continue
                 assert found is not None  # decide ends a row without facts
@@ -178,12 +173,12 @@ class DeliverySender:
                         "send.render_failed",
                         {"error": f"render: {exc}"},
                     )
-                    ended.append(self._ended(delivery, failed, found, now, bound))
+                    ended.append(self._ended(delivery, failed, found, now))
                     results[delivery.id] = SendResult(Outcome.FAILED)
                     continue
-                outgoing.append((delivery, decision.loaded, email, bound))
-            answers = self.transmitter.send_all([email for _, _, email, _ in outgoing])
-            for (delivery, loaded, _, bound), answer in zip(outgoing, answers, strict=True):
+                outgoing.append((delivery, decision.loaded, email))
+            answers = self.transmitter.send_all([email for _, _, email in outgoing])
+            for (delivery, loaded, _), answer in zip(outgoing, answers, strict=True):
                 verdict = judge(
                     answer,
                     delivery,
@@ -192,9 +187,9 @@ class DeliverySender:
                     now=self.clock(),
                 )
                 found = facts[delivery.enrollment_id]
-                results[delivery.id] = self._apply(guard, delivery, verdict, found, bound)
+                results[delivery.id] = self._apply(guard, delivery, verdict)
                 if isinstance(verdict, End):
-                    ended.append(self._ended(delivery, verdict, found, self.clock(), bound))
+                    ended.append(self._ended(delivery, verdict, found, self.clock()))
             recorded = guard.record(ended, now=self.clock(), queue_lease=self.policy.queue_lease)
         for delivery_id, nxt in recorded.next_due.items():
             results[delivery_id] = replace(results[delivery_id], next_delivery=nxt)
@@ -214,8 +209,6 @@ class DeliverySender:
         guard: Guard,
         delivery: Delivery,
         verdict: End | RetryLater | AwaitEvent,
-        found: Facts,
-        bound: Logger,
     ) -> SendResult:
         """Carry out a retry or a wait now; an end is recorded with the batch."""
         if isinstance(verdict, RetryLater):
@@ -230,8 +223,9 @@ class DeliverySender:
                 attempts=verdict.attempts,
                 error=verdict.error,
             )
-            bound.info(
+            log.info(
                 "send.retry",
+                **_ids(delivery),
                 attempts=verdict.attempts,
                 retry_in=round(verdict.delay, 3),
                 error=verdict.error,
@@ -241,16 +235,15 @@ class DeliverySender:
             guard.await_event(
                 delivery.id, now=self.clock(), wait=self.policy.ambiguous_wait, error=verdict.error
             )
-            bound.warning("send.ambiguous", error=verdict.error)
+            log.warning("send.ambiguous", **_ids(delivery), error=verdict.error)
             return SendResult(Outcome.AMBIGUOUS)
         return SendResult(verdict.outcome)
 
-    def _ended(
-        self, delivery: Delivery, end: End, found: Facts | None, at: datetime, bound: Logger
-    ) -> Ended:
-        """The record of `end`, with the facts that decide what follows."""
-        level = bound.warning if end.outcome is Outcome.FAILED else bound.info
-        level(end.event, **{k: v for k, v in end.values.items() if k in _LOGGED})
+    def _ended(self, delivery: Delivery, end: End, found: Facts | None, at: datetime) -> Ended:
+        """The record of `end`, with the facts that decide what follows. A failure is
+        logged as a warning; any other end only at DEBUG (the batch's line counts them)."""
+        level = log.warning if end.outcome is Outcome.FAILED else log.debug
+        level(end.event, **_ids(delivery), **{k: v for k, v in end.values.items() if k in _LOGGED})
         sent_at = end.values.get("sent_at")
         return Ended(
             delivery,
@@ -296,10 +289,21 @@ class DeliverySender:
 _LOGGED = frozenset({"error", "provider_message_id"})
 
 
-def _bound(delivery: Delivery) -> Logger:
-    return log.bind(  # type: ignore[no-any-return]
-        delivery_id=delivery.id,
-        contact_id=delivery.contact_id,
-        sequence=delivery.sequence_id,
-        step=delivery.step_id,
-    )
+def _ids(delivery: Delivery) -> dict[str, object]:
+    """What a delivery's log line names it by."""
+    return {
+        "delivery_id": delivery.id,
+        "contact_id": delivery.contact_id,
+        "sequence": delivery.sequence_id,
+        "step": delivery.step_id,
+    }
+
+
+def _count(claimed: Sequence[Delivery], results: dict[int, SendResult]) -> None:
+    """Count the batch's outcomes: one metric increment per sequence, step and outcome,
+    and one log line for the batch (each email's own line is at DEBUG, or a warning)."""
+    counts = Counter((d.sequence_id, d.step_id, results[d.id].outcome.value) for d in claimed)
+    for (sequence, step, outcome), n in counts.items():
+        DELIVERIES.labels(sequence, step, outcome).inc(n)
+    outcomes = Counter(result.outcome.value for result in results.values())
+    log.info("send.batch", deliveries=len(results), **dict(sorted(outcomes.items())))

@@ -6,9 +6,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import BigInteger, ColumnElement, DateTime, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from drip.db import is_postgresql
 from drip.deliveries import moves
@@ -32,6 +35,7 @@ class SqlGuard:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.postgresql = is_postgresql(session.get_bind())  # type: ignore[arg-type]
 
     def facts(
         self, claimed: Sequence[Delivery], needs: FactNeeds = FactNeeds()
@@ -40,24 +44,30 @@ class SqlGuard:
         their enrollments, and whether each sequence is paused; then one more per fact
         `needs` asks for. The events are read after the lock is held, so an event
         committed before it (a goal's 202) is seen, and one committed after waits."""
-        query = (
-            select(Contact, Enrollment, SequenceState.sequence_id)
-            .join(Enrollment, Enrollment.contact_id == Contact.id)
-            .outerjoin(SequenceState, SequenceState.sequence_id == Enrollment.sequence_id)
-            .where(Enrollment.id.in_({d.enrollment_id for d in claimed}))
-            .order_by(Contact.id)
-        )
-        if is_postgresql(self.session.get_bind()):  # type: ignore[arg-type]
-            query = query.with_for_update(read=True, of=Contact)
-        found = list(self.session.execute(query))
-        contact_ids = {contact.id for contact, _, _ in found}
-        events = self._events(contact_ids) if needs.events and contact_ids else {}
-        downloads = self._downloads(contact_ids) if needs.downloads and contact_ids else {}
-        recent = (
-            self._sent_since(contact_ids, needs.sent_since)
-            if needs.sent_since is not None and contact_ids
-            else {}
-        )
+        statements = _fact_statements(self.postgresql)
+        enrollment_ids = sorted({d.enrollment_id for d in claimed})
+        found = list(self.session.execute(statements.facts, {"ids": enrollment_ids}))
+        contact_ids = sorted({contact.id for contact, _, _ in found})
+        events: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
+        downloads: dict[int, set[str]] = defaultdict(set)
+        recent: dict[int, list[datetime]] = defaultdict(list)
+        if contact_ids and needs.events:
+            for contact_id, name, occurred_at in self.session.execute(
+                statements.events, {"ids": contact_ids}
+            ):
+                if contact_id is not None:
+                    events[contact_id].append((name, occurred_at))
+        if contact_ids and needs.downloads:
+            for contact_id, sequence_id in self.session.execute(
+                statements.downloads, {"ids": contact_ids}
+            ):
+                downloads[contact_id].add(sequence_id)
+        if contact_ids and needs.sent_since is not None:
+            for contact_id, sent_at in self.session.execute(
+                statements.sent_since, {"ids": contact_ids, "since": needs.sent_since}
+            ):
+                if sent_at is not None:
+                    recent[contact_id].append(sent_at)
         return {
             enrollment.id: Facts(
                 contact,
@@ -69,43 +79,6 @@ class SqlGuard:
             )
             for contact, enrollment, paused in found
         }
-
-    def _events(self, contact_ids: set[int]) -> dict[int, list[tuple[str, datetime]]]:
-        found: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
-        rows = self.session.execute(
-            select(ContactEvent.contact_id, ContactEvent.name, ContactEvent.occurred_at).where(
-                ContactEvent.contact_id.in_(contact_ids)
-            )
-        )
-        for contact_id, name, occurred_at in rows:
-            if contact_id is not None:
-                found[contact_id].append((name, occurred_at))
-        return found
-
-    def _downloads(self, contact_ids: set[int]) -> dict[int, set[str]]:
-        found: dict[int, set[str]] = defaultdict(set)
-        rows = self.session.execute(
-            select(Download.contact_id, Download.sequence_id)
-            .where(Download.contact_id.in_(contact_ids))
-            .distinct()
-        )
-        for contact_id, sequence_id in rows:
-            found[contact_id].add(sequence_id)
-        return found
-
-    def _sent_since(self, contact_ids: set[int], since: datetime) -> dict[int, list[datetime]]:
-        found: dict[int, list[datetime]] = defaultdict(list)
-        rows = self.session.execute(
-            select(Delivery.contact_id, Delivery.sent_at).where(
-                Delivery.contact_id.in_(contact_ids),
-                Delivery.status == DeliveryStatus.SENT,
-                Delivery.sent_at > since,
-            )
-        )
-        for contact_id, sent_at in rows:
-            if sent_at is not None:
-                found[contact_id].append(sent_at)
-        return found
 
     def reported_processed(self, delivery_ids: Sequence[int]) -> dict[int, datetime]:
         """See `Guard.reported_processed`."""
@@ -139,6 +112,47 @@ class SqlGuard:
     def record(self, ended: Sequence[Ended], *, now: datetime, queue_lease: float) -> Recorded:
         """See `Guard.record`."""
         return record_outcomes(self.session, ended, now=now, queue_lease=queue_lease)
+
+
+class _FactStatements:
+    """The guard's reads, built once per dialect: the ids travel as one array parameter on
+    PostgreSQL (the statement's text is the same for any batch, and nothing is expanded per
+    id), as an expanding IN elsewhere."""
+
+    def __init__(self, postgresql: bool) -> None:
+        def among(column: InstrumentedAttribute[int] | InstrumentedAttribute[int | None]) -> Any:
+            if postgresql:
+                return column == any_(bindparam("ids", type_=ARRAY(BigInteger())))
+            return column.in_(bindparam("ids", expanding=True))
+
+        facts = (
+            select(Contact, Enrollment, SequenceState.sequence_id)
+            .join(Enrollment, Enrollment.contact_id == Contact.id)
+            .outerjoin(SequenceState, SequenceState.sequence_id == Enrollment.sequence_id)
+            .where(among(Enrollment.id))
+            .order_by(Contact.id)
+        )
+        # Each contact locked for share, in id order, until the guard transaction ends.
+        self.facts = facts.with_for_update(read=True, of=Contact) if postgresql else facts
+        self.events = select(
+            ContactEvent.contact_id, ContactEvent.name, ContactEvent.occurred_at
+        ).where(among(ContactEvent.contact_id))
+        self.downloads = (
+            select(Download.contact_id, Download.sequence_id)
+            .where(among(Download.contact_id))
+            .distinct()
+        )
+        since: ColumnElement[datetime] = bindparam("since", type_=DateTime(timezone=True))
+        self.sent_since = select(Delivery.contact_id, Delivery.sent_at).where(
+            among(Delivery.contact_id),
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at > since,
+        )
+
+
+@cache
+def _fact_statements(postgresql: bool) -> _FactStatements:
+    return _FactStatements(postgresql)
 
 
 class SqlSendStore:
