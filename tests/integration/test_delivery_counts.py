@@ -216,6 +216,22 @@ class Mix:
                 if enrollment.status is EnrollmentStatus.ACTIVE and len(step) < 12:
                     session.add(self._row(enrollment, step))
 
+    def resend(self, session: Session) -> None:
+        # A resend, sent: off the planned line, so neither counted nor an unsubscribe's email.
+        row = session.scalar(select(Delivery).where(Delivery.status == "sent").limit(1))
+        enrollment = session.get(Enrollment, row.enrollment_id) if row else None
+        if row is not None and enrollment is not None:
+            number = 1 + (
+                session.scalar(
+                    select(func.max(Delivery.resend_number)).where(
+                        Delivery.enrollment_id == row.enrollment_id, Delivery.step_id == row.step_id
+                    )
+                )
+                or 0
+            )
+            values = {"status": DeliveryStatus.SENT, "sent_at": self.now, "resend": True}
+            session.add(self._row(enrollment, row.step_id, resend_number=number, **values))
+
     def some_contact(self, session: Session) -> Contact | None:
         ids = session.scalars(select(Contact.id)).all()
         return session.get(Contact, self.random.choice(ids)) if ids else None
@@ -297,6 +313,7 @@ class Mix:
             (self.signup, 4),
             (self.send, 6),
             (self.unsubscribe, 1),
+            (self.resend, 0.5),
             (self.subscribe_again, 0.5),
             (self.convert, 2),
             (self.start_again, 0.5),
