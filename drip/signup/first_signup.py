@@ -8,7 +8,8 @@ outbox, the rows `enroll_contact`'s general path writes for a new address. A kno
 address makes the statement write nothing, and the general path runs in the same
 transaction. Before it, the address's advisory lock is taken in a statement of its own,
 so the events' UPDATE runs in a snapshot taken after any event stored for the address
-meanwhile has committed (`drip.events.contact_store`).
+meanwhile has committed (`drip.events.contact_store`). Both go in one round trip
+(psycopg's pipeline mode) with the transaction's BEGIN.
 
 The statement is sent through psycopg directly: the general path costs an ORM round trip
 per row (a contact, an enrolment, a delivery, an outbox row), which made the signup's
@@ -21,13 +22,15 @@ import json
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from drip.contacts.identity import email_hash
 from drip.db import utcnow
 from drip.deliveries.leases import lease
 from drip.deliveries.transitions import Move, transition
-from drip.events.contact_store import lock_address
+from drip.events.contact_store import ADDRESS_LOCK_CLASS, _lock_key
 from drip.models.contact import new_public_id
 from drip.schedule.planner import next_step, plan_due, subscriber_zone
 from drip.sequences.definition import Sequence
@@ -77,6 +80,9 @@ WITH contact AS (
 SELECT (SELECT id FROM contact), (SELECT id FROM delivery), ARRAY(SELECT id FROM outbox)
 """
 
+#: `drip.events.contact_store.lock_address`'s lock, sent in the same round trip.
+LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+
 
 def new_contact_fields(request: SignupRequest) -> dict[str, str | None]:
     """The columns a signup gives a new contact, besides its times and empty attributes."""
@@ -110,27 +116,28 @@ def enroll_new_address(
         return None
     due = plan_due(now, step, sequence, subscriber_zone(request.timezone, sequence))
     due_now = due <= now
-    lock_address(session, email_hash(request.email))
+    params = {
+        **new_contact_fields(request),
+        "now": now,
+        "sequence": sequence.id,
+        "step": step.id,
+        "status": transition(Move.PLAN_NOW if due_now else Move.PLAN_LATER).target.value,
+        "due_at": due,
+        "lease_until": lease(now, queue_lease) if due_now else None,
+        "written_at": utcnow(),
+        "event_id": new_event_id(),
+        "event_type": EventType.CONTACT_SUBSCRIBED.value,
+        "event_data": json.dumps({"sequence": sequence.id}),
+        "give_up_at": now + RETRY_WINDOW,
+    }
     driver: Any = session.connection().connection.driver_connection
-    with driver.cursor() as cursor:
-        cursor.execute(
-            STATEMENT,
-            {
-                **new_contact_fields(request),
-                "now": now,
-                "sequence": sequence.id,
-                "step": step.id,
-                "status": transition(Move.PLAN_NOW if due_now else Move.PLAN_LATER).target.value,
-                "due_at": due,
-                "lease_until": lease(now, queue_lease) if due_now else None,
-                "written_at": utcnow(),
-                "event_id": new_event_id(),
-                "event_type": EventType.CONTACT_SUBSCRIBED.value,
-                "event_data": json.dumps({"sequence": sequence.id}),
-                "give_up_at": now + RETRY_WINDOW,
-            },
-        )
-        contact_id, delivery_id, outbox_ids = cursor.fetchone()
+    try:
+        # One round trip: BEGIN, the lock, then the statement in a snapshot taken after it.
+        with driver.pipeline():
+            driver.execute(LOCK, (ADDRESS_LOCK_CLASS, _lock_key(email_hash(request.email))))
+            contact_id, delivery_id, outbox_ids = driver.execute(STATEMENT, params).fetchone()
+    except psycopg.Error as exc:  # as SQLAlchemy raises it: the API answers 503 when down
+        raise DBAPIError.instance(STATEMENT, params, exc, psycopg.Error) from exc
     if contact_id is None:
         return None
     if outbox_ids:
