@@ -237,8 +237,8 @@ class Mix:
         return session.get(Contact, self.random.choice(ids)) if ids else None
 
     def unsubscribe(self, session: Session) -> None:
-        mailed = session.scalars(select(Delivery.contact_id).where(Delivery.status == "sent"))
-        if mailed := mailed.all():
+        sent = select(Delivery.contact_id).where(Delivery.status == "sent")
+        if mailed := session.scalars(sent).all():
             contact = session.get(Contact, self.random.choice(mailed))
             assert contact is not None
             unsubscribe_contact(session, contact.public_id, reason="link", now=self.now)
