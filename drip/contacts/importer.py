@@ -53,8 +53,8 @@ from sqlalchemy.types import TypeEngine
 from drip.contacts.identity import email_hash
 from drip.contacts.imports import ImportRow, Refusal, Start, plan_start
 from drip.db import unnest_params, unnest_rows, upsert_for
-from drip.deliveries.inserts import insert_deliveries
-from drip.deliveries.transitions import BEFORE_IMPORT_START, Move, transition
+from drip.deliveries.inserts import PassedStep, insert_deliveries, insert_passed
+from drip.deliveries.transitions import Move, transition
 from drip.events.contact_store import attach_events_many
 from drip.models import Contact, ContactStatus, Delivery, Enrollment, EnrollmentStatus
 from drip.models.base import Base
@@ -338,7 +338,8 @@ def _enroll(
     start_at: str | None,
     into: ImportSummary,
 ) -> None:
-    """Enrol each contact and insert its first rows (`start_rows`); count what was done."""
+    """Enrol each contact, record the steps it starts past (`insert_passed`) and insert its
+    first step (`first_row`); count what was done."""
     if not contacts:
         return
     starts = {
@@ -365,47 +366,36 @@ def _enroll(
     enrolled = dict(_insert_new(session, dialect, "enrollments", columns, now=now))
     # Enrolled meanwhile by a signup: the rows the insert left alone are already enrolled.
     into.already_enrolled += len(contacts) - len(enrolled)
-    deliveries = [
-        row
+    # The steps each starts past first, so their ids come before its first step's.
+    passed = [
+        PassedStep(enrollment_id, contact_id, step.id, passed_at)
         for contact_id, enrollment_id in enrolled.items()
-        for row in start_rows(enrollment_id, contact_id, sequence.id, starts[contact_id])
+        for step, passed_at in starts[contact_id].passed
+    ]
+    insert_passed(session, passed, sequence_id=sequence.id, run=FIRST_RUN, now=now)
+    firsts = [
+        first
+        for contact_id, enrollment_id in enrolled.items()
+        if (first := first_row(enrollment_id, contact_id, sequence.id, starts[contact_id]))
     ]
     into.completed += len(enrolled.keys() & done)
-    starting = transition(Move.PLAN_LATER).target
-    into.imported += sum(d.status is starting for d in insert_deliveries(session, deliveries))
+    into.imported += len(insert_deliveries(session, firsts))
 
 
-def start_rows(
+def first_row(
     enrollment_id: int, contact_id: int, sequence_id: str, start: Start
-) -> list[Delivery]:
-    """The rows a new imported enrolment (its first run) begins with: each step it passes,
-    skipped as `before_import_start` (never sent, yet received by the planner's rule), in
-    file order, then its first step, scheduled even when due now (the scheduler claims it)."""
-    rows = [
-        Delivery(
-            enrollment_id=enrollment_id,
-            contact_id=contact_id,
-            sequence_id=sequence_id,
-            step_id=step.id,
-            run=FIRST_RUN,
-            resend_number=0,
-            status=transition(Move.BEFORE_IMPORT_START).target,
-            due_at=passed_at,
-            error=BEFORE_IMPORT_START,
-        )
-        for step, passed_at in start.passed
-    ]
-    if start.step is not None and start.due is not None:
-        rows.append(
-            Delivery(
-                enrollment_id=enrollment_id,
-                contact_id=contact_id,
-                sequence_id=sequence_id,
-                step_id=start.step.id,
-                run=FIRST_RUN,
-                resend_number=0,
-                status=transition(Move.PLAN_LATER).target,
-                due_at=start.due,
-            )
-        )
-    return rows
+) -> Delivery | None:
+    """The first step of a new imported enrolment (its first run), scheduled even when due
+    now (the scheduler claims it); None when every step has elapsed."""
+    if start.step is None or start.due is None:
+        return None
+    return Delivery(
+        enrollment_id=enrollment_id,
+        contact_id=contact_id,
+        sequence_id=sequence_id,
+        step_id=start.step.id,
+        run=FIRST_RUN,
+        resend_number=0,
+        status=transition(Move.PLAN_LATER).target,
+        due_at=start.due,
+    )

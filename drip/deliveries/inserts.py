@@ -4,12 +4,18 @@ On PostgreSQL the rows travel as one array per column (`unnest`), so the stateme
 is the same for any number of rows; elsewhere each row goes in its own savepoint. A row the
 one-planned-row indexes refuse (migration 0005, per run since 0008) is not inserted: it is
 logged as an error and counted, and the caller's other work still commits.
+
+The steps an import starts its subscribers past (`insert_passed`) go in a statement of
+their own: a million of them (100,000 subscribers started at step 11) travel as four
+arrays, with no ORM object and no id returned per row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy import (
@@ -18,7 +24,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Text,
     bindparam,
     false,
     literal,
@@ -30,6 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from drip.db import is_postgresql, unnest_params, unnest_rows, utcnow
+from drip.deliveries.transitions import BEFORE_IMPORT_START, Move, transition
 from drip.metrics import PLANS_REFUSED
 from drip.models import Delivery
 
@@ -39,10 +45,9 @@ log = structlog.get_logger(__name__)
 def insert_deliveries(session: Session, deliveries: list[Delivery]) -> list[Delivery]:
     """Insert new rows in one statement, give each its id, and return those inserted.
 
-    Each row keeps its status (a planned row, or a row an import records as passed) and
-    its reason in `error`. A row the unique indexes refuse (a second pending or sent planned
-    row of a step, which would be a second email) is not inserted, keeps no id, and is
-    logged as an error; the caller's other work, such as recording a send, still commits.
+    A row the unique indexes refuse (a second pending or sent planned row of a step, which
+    would be a second email) is not inserted, keeps no id, and is logged as an error; the
+    caller's other work, such as recording a send, still commits.
     """
     if not deliveries:
         return []
@@ -61,7 +66,6 @@ def insert_deliveries(session: Session, deliveries: list[Delivery]) -> list[Deli
                 "status": [d.status.value for d in deliveries],
                 "due_at": [d.due_at for d in deliveries],
                 "lease_until": [d.lease_until for d in deliveries],
-                "error": [d.error for d in deliveries],
             }
         )
         | {"now": utcnow()},
@@ -99,7 +103,7 @@ def _refused(delivery: Delivery) -> None:
     )
 
 
-#: The columns a new row takes from whoever made it (PostgreSQL array types).
+#: The columns a new row takes from its planner (PostgreSQL array types).
 _PLANNED_COLUMNS: dict[str, TypeEngine[Any]] = {
     "enrollment_id": BigInteger(),
     "contact_id": BigInteger(),
@@ -110,7 +114,6 @@ _PLANNED_COLUMNS: dict[str, TypeEngine[Any]] = {
     "status": String(),
     "due_at": DateTime(timezone=True),
     "lease_until": DateTime(timezone=True),
-    "error": Text(),
 }
 
 
@@ -129,4 +132,90 @@ def _insert_from_arrays() -> Any:
         )
         .on_conflict_do_nothing()
         .returning(table.c.id, table.c.enrollment_id, table.c.step_id, table.c.resend_number)
+    )
+
+
+class PassedStep(NamedTuple):
+    """A step a new imported enrolment starts past, and when it counts as passed."""
+
+    enrollment_id: int
+    contact_id: int
+    step_id: str
+    passed_at: datetime
+
+
+def passed_values(sequence_id: str, run: int) -> dict[str, Any]:
+    """What every passed step's row holds besides its own columns: `skipped` by the move
+    `before_import_start` (never sent, yet received by the progress rule), its reason in
+    `error`, row number 0 of `run`, on the planned line."""
+    return {
+        "sequence_id": sequence_id,
+        "run": run,
+        "resend_number": 0,
+        "resend": False,
+        "attempts": 0,
+        "status": transition(Move.BEFORE_IMPORT_START).target,
+        "error": BEFORE_IMPORT_START,
+    }
+
+
+def passed_delivery(step: PassedStep, *, sequence_id: str, run: int) -> Delivery:
+    """The row that records one passed step, as an entity."""
+    return Delivery(
+        enrollment_id=step.enrollment_id,
+        contact_id=step.contact_id,
+        step_id=step.step_id,
+        due_at=step.passed_at,
+        **passed_values(sequence_id, run),
+    )
+
+
+def insert_passed(
+    session: Session, steps: Sequence[PassedStep], *, sequence_id: str, run: int, now: datetime
+) -> None:
+    """Record, in the caller's transaction, the steps new enrolments start past: one row
+    each (`passed_values`), due when it was passed. One statement over four arrays on
+    PostgreSQL, returning nothing; elsewhere the rows go through `insert_deliveries`."""
+    if not steps:
+        return
+    if not is_postgresql(session.get_bind()):  # type: ignore[arg-type]
+        insert_deliveries(
+            session, [passed_delivery(s, sequence_id=sequence_id, run=run) for s in steps]
+        )
+        return
+    values = passed_values(sequence_id, run) | {"now": now}
+    values["status"] = values["status"].value
+    columns = dict(zip(_PASSED_COLUMNS, map(list, zip(*steps, strict=True)), strict=True))
+    session.execute(_insert_passed_from_arrays(), unnest_params(columns) | values)
+
+
+#: The columns of a passed step's row that differ between rows (PostgreSQL array types),
+#: in `PassedStep`'s order.
+_PASSED_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "enrollment_id": BigInteger(),
+    "contact_id": BigInteger(),
+    "step_id": String(),
+    "due_at": DateTime(timezone=True),
+}
+
+
+@cache
+def _insert_passed_from_arrays() -> Any:
+    """INSERT ... SELECT FROM unnest(...) of passed steps, the shared values bound once."""
+    table: Table = Delivery.__table__  # type: ignore[assignment]
+    rows = unnest_rows(_PASSED_COLUMNS)
+    shared = {
+        name: bindparam(name, type_=table.c[name].type)
+        for name in passed_values("", 0)
+        if name != "status"
+    }
+    shared["status"] = bindparam("status", type_=String())
+    now = bindparam("now", type_=DateTime(timezone=True))
+    return (
+        postgresql.insert(table)
+        .from_select(
+            [*_PASSED_COLUMNS, *shared, "created_at", "updated_at"],
+            select(*rows.c, *shared.values(), now, now),
+        )
+        .on_conflict_do_nothing()
     )

@@ -1,17 +1,19 @@
-"""The rows an imported enrolment begins with, on the sender's in-memory twin: the steps
-before its start are passed (skipped, `before_import_start`), so when the start step leaves
-the file the worker plans the step after it, never step 1. PostgreSQL:
+"""The rows an imported enrolment begins with, on the sender's in-memory twin and on
+SQLite: the steps before its start are passed (skipped, `before_import_start`), so when the
+start step leaves the file the worker plans the step after it, never step 1. PostgreSQL:
 tests/integration/test_import_passed_steps.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from drip.contacts.importer import start_rows
-from drip.contacts.imports import plan_start
+from drip.contacts.importer import first_row, import_contacts
+from drip.contacts.imports import parse_rows, plan_start
+from drip.deliveries.inserts import PassedStep, passed_delivery
 from drip.deliveries.transitions import BEFORE_IMPORT_START
 from drip.models import Contact, ContactStatus, DeliveryStatus, Enrollment, EnrollmentStatus
 from drip.send.sender import DeliverySender, Outcome
@@ -22,6 +24,7 @@ from drip.unsubscribe.links import Links
 from drip.unsubscribe.tokens import TokenSigner
 from tests.conftest import TEST_SEQUENCES
 from tests.unit.test_sender_twin import POLICY
+from tests.unit.world import START, World, build_world
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 S = DeliveryStatus
@@ -47,7 +50,13 @@ def imported(store: MemorySendStore, start_at: str) -> list[int]:
     )
     sequence = catalog(TEST_SEQUENCES).get("quick").definition
     start = plan_start(sequence, timezone=None, now=NOW, start_at=start_at)
-    return [store.add(row).id for row in start_rows(1, 1, "quick", start)]
+    rows = [
+        passed_delivery(PassedStep(1, 1, step.id, at), sequence_id="quick", run=0)
+        for step, at in start.passed
+    ]
+    first = first_row(1, 1, "quick", start)
+    assert first is not None
+    return [store.add(row).id for row in [*rows, first]]
 
 
 def test_the_steps_before_the_start_are_passed_in_file_order() -> None:
@@ -71,14 +80,19 @@ def test_starting_at_step_one_passes_nothing() -> None:
     ]
 
 
-@pytest.fixture
-def without_second(sequences_dir: Path) -> SequenceCatalog:
-    """The test sequences with quick's step `second` deleted from the file."""
+def drop_second(sequences_dir: Path) -> SequenceCatalog:
+    """Delete quick's step `second` from the file; the catalog as reloaded."""
     quick = sequences_dir / "quick.yaml"
     text = quick.read_text()
     start, end = text.index("  - id: second"), text.index("  - id: third")
     quick.write_text(text[:start] + text[end:])
     return catalog(sequences_dir)
+
+
+@pytest.fixture
+def without_second(sequences_dir: Path) -> SequenceCatalog:
+    """The test sequences with quick's step `second` deleted from the file."""
+    return drop_second(sequences_dir)
 
 
 def test_a_start_step_removed_from_the_file_is_followed_by_the_next_step(
@@ -108,3 +122,35 @@ def test_a_start_step_removed_from_the_file_is_followed_by_the_next_step(
         ("third", S.SCHEDULED),  # 1 s after the enrolment: from no send
     ]
     assert transport.sent == []
+
+
+@pytest.fixture
+def world(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
+    yield from build_world(tmp_path, sequences_dir)
+
+
+def test_on_sqlite_the_import_records_the_passed_steps_and_the_worker_goes_past_them(
+    world: World, sequences_dir: Path
+) -> None:
+    # Given a subscriber imported into quick at `second`
+    parsed = parse_rows("email,consent_at\na@example.com,2025-01-02\n", now=START)
+    quick = world.catalog.get("quick").definition
+    summary = import_contacts(
+        world.sessions, parsed.rows, sequence=quick, now=START, start_at="second"
+    )
+    assert summary.imported == 1
+    assert [(d.step_id, d.status, d.error, d.due_at) for d in world.rows()] == [
+        ("welcome", S.SKIPPED, BEFORE_IMPORT_START, START),
+        ("second", S.SCHEDULED, None, START),
+    ]
+    # When `second` leaves the file and the worker takes its row
+    world.catalog = world.sender.catalog = drop_second(sequences_dir)
+    world.scheduler().tick()
+    world.sender.send_batch(world.enqueued)
+    # Then `third` follows, not `welcome`
+    assert [(d.step_id, d.status) for d in world.rows()] == [
+        ("welcome", S.SKIPPED),
+        ("second", S.CANCELLED),
+        ("third", S.SCHEDULED),
+    ]
+    assert world.transport.sent == []
