@@ -26,7 +26,7 @@ from drip.db import transaction
 from drip.events.contact_apply import apply_contact_event, sequence_reaction
 from drip.events.contact_store import store_contact_event
 from drip.models import Contact, ContactEvent, Enrollment, EnrollmentStatus
-from tests.integration.state_model_checks import GoalMark, Row, read_rows
+from tests.integration.state_model_checks import GoalMark, Row, highest_id, read_rows
 from tests.integration.state_model_parts import GOAL, QUEUE_LEASE, SEEN, Answer
 from tests.integration.state_model_world import PEOPLE, ModelWorld, email_of, event, guarded
 
@@ -206,12 +206,12 @@ class ReactionRules(ModelWorld):
                     ContactEvent.applied_at.is_not(None), ContactEvent.id.not_in(self.applied)
                 )
             ).all()
-            at = self.ledger.tick()
+            at, highest = self.ledger.tick(), highest_id(session)
             for event_id, _ in applied:
                 self.applied.add(event_id)
                 for goal in expected.get(event_id, []):
                     self.goals.append(
-                        GoalMark(at, goal.contact_id, goal.enrollment_id, goal.run, True)
+                        GoalMark(at, goal.contact_id, goal.enrollment_id, goal.run, True, highest)
                     )
                     event("goal: applied to an open run")
                     left = [
