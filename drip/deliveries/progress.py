@@ -54,9 +54,10 @@ def last_sent_sql() -> ColumnElement[datetime | None]:
     return case((Delivery.status == DeliveryStatus.SENT, Delivery.sent_at))
 
 
-def current_run_sql() -> ColumnElement[bool]:
-    """`Delivery`'s rows of their enrolment's current run (joined with `Enrollment`), in SQL."""
-    return Delivery.run == Enrollment.run
+def current_run_sql(run: ColumnElement[int] | None = None) -> ColumnElement[bool]:
+    """`Delivery`'s rows (or rows whose run is `run`) of their enrolment's current run,
+    joined with `Enrollment`, in SQL."""
+    return (Delivery.run if run is None else run) == Enrollment.run
 
 
 @dataclass

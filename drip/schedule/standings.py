@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -63,30 +64,54 @@ def file_index(step_ids: list[str]) -> ColumnElement[int]:
     return case({step: i for i, step in enumerate(step_ids)}, value=Delivery.step_id, else_=UNFILED)
 
 
-def enrolment_rows(sequence_id: str, step_ids: list[str]) -> Subquery:
-    """One row per active enrolment of the sequence: furthest, unfiled, pending step, its
-    due and delivery id, the time the next delay counts from, the contact and its zone."""
+def enrolment_rows(
+    sequence_id: str, step_ids: list[str], *, only: Select[Any] | None = None
+) -> Subquery:
+    """One row per active enrolment of the sequence (of those `only` selects, when given):
+    furthest, unfiled, pending step, its due and delivery id, the time the next delay counts
+    from, the contact and its zone."""
     index = file_index(step_ids)
     received = received_sql()
     pending = pending_on_the_line_sql()
-    return (
+    # The rows are counted per (enrolment, run) in one pass over the sequence's deliveries;
+    # the join then keeps each active enrolment's current run (`current_run_sql`).
+    runs = (
         select(
-            Enrollment.id.label("enrollment_id"),
-            Enrollment.contact_id.label("contact_id"),
-            Contact.timezone.label("timezone"),
+            Delivery.enrollment_id,
+            Delivery.run,
             func.max(case((received, index))).label("furthest"),
             func.max(case((and_(received, index == UNFILED), Delivery.step_id))).label("unfiled"),
             func.max(case((pending, Delivery.step_id))).label("pending"),
             func.max(case((pending, Delivery.due_at)), type_=UTCDateTime()).label("due"),
             func.max(case((pending, Delivery.id))).label("pending_id"),
-            func.coalesce(
-                func.max(last_sent_sql()), Enrollment.enrolled_at, type_=UTCDateTime()
-            ).label("after"),
+            func.max(last_sent_sql(), type_=UTCDateTime()).label("last_sent"),
+        )
+        .where(Delivery.sequence_id == sequence_id)
+        .where(*([] if only is None else [Delivery.enrollment_id.in_(only)]))
+        .group_by(Delivery.enrollment_id, Delivery.run)
+        .subquery("runs")
+    )
+    return (
+        select(
+            Enrollment.id.label("enrollment_id"),
+            Enrollment.contact_id.label("contact_id"),
+            Contact.timezone.label("timezone"),
+            runs.c.furthest,
+            runs.c.unfiled,
+            runs.c.pending,
+            runs.c.due,
+            runs.c.pending_id,
+            func.coalesce(runs.c.last_sent, Enrollment.enrolled_at, type_=UTCDateTime()).label(
+                "after"
+            ),
         )
         .join(Contact, Contact.id == Enrollment.contact_id)
-        .outerjoin(Delivery, and_(Delivery.enrollment_id == Enrollment.id, current_run_sql()))
+        .outerjoin(
+            runs,
+            and_(runs.c.enrollment_id == Enrollment.id, current_run_sql(runs.c.run)),
+        )
         .where(Enrollment.sequence_id == sequence_id, Enrollment.status == EnrollmentStatus.ACTIVE)
-        .group_by(Enrollment.id, Enrollment.contact_id, Contact.timezone, Enrollment.enrolled_at)
+        .where(*([] if only is None else [Enrollment.id.in_(only)]))
         .subquery("enrolment")
     )
 
