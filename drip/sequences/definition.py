@@ -156,10 +156,11 @@ class ReentryMode(StrEnum):
 
 
 class Reentry(Strict):
-    """Whether a contact who finished or left the sequence may start it again when its
-    trigger fires: `never` (the default: one run per contact, as before triggers), `always`,
-    or `{after: 90d}` (once that long has passed since the last run began). A contact in
-    the middle of a run is never restarted."""
+    """Whether a contact whose run of the sequence ended (completed, or converted at a
+    goal) may start it again when its trigger fires: `never` (the default: one run per
+    contact, as before triggers), `always`, or `{after: 90d}` (once that long has passed
+    since the last run began). A run in progress is never restarted, and neither is one the
+    contact left (unsubscribed from the sequence): only a confirmed signup brings them back."""
 
     mode: ReentryMode = ReentryMode.NEVER
     after: Delay | None = None
