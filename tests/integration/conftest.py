@@ -45,6 +45,21 @@ def _admin(sql: str) -> None:
         connection.execute(sql)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind, not yet migrated."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migration.db'}"
+        return
+    name = f"drip_migration_{uuid.uuid4().hex[:12]}"
+    try:
+        _admin(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    yield _db_url(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A database migrated once per session; each test's database is cloned from it."""

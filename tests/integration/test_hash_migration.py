@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -22,25 +20,9 @@ from drip.models import AuditEntry, Contact, ContactStatus, Delivery, Enrollment
 from drip.runtime import Runtime, build_runtime
 from drip.signup.request import SignupRequest
 from drip.signup.service import enroll_contact
-from tests.integration.conftest import _admin, _db_url, _unavailable
 
 #: The key the service and the migration share in these tests.
 HASH_KEY = "a-hash-key-for-the-migration-test-0123456789"
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind, not yet migrated."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migration.db'}"
-        return
-    name = f"drip_migration_{uuid.uuid4().hex[:12]}"
-    try:
-        _admin(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", exc)
-    yield _db_url(name)
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _old_hash(address: str) -> str:

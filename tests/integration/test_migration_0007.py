@@ -4,13 +4,8 @@ history has one head."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import psycopg
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -20,25 +15,9 @@ from sqlalchemy import inspect
 from drip.db import create_db_engine
 from drip.migrate import alembic_config
 from drip.models import Base
-from tests.integration.conftest import _admin, _db_url, _unavailable
 
 #: The tables 0007 creates.
 TABLES = {"api_keys", "api_requests", "contact_events"}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind, not yet migrated."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migration.db'}"
-        return
-    name = f"drip_migration_{uuid.uuid4().hex[:12]}"
-    try:
-        _admin(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", exc)
-    yield _db_url(name)
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_the_migration_history_has_one_head() -> None:

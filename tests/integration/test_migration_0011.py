@@ -13,10 +13,9 @@ from sqlalchemy import inspect
 from drip.db import create_db_engine
 from drip.migrate import alembic_config
 from drip.models import Base
-from tests.integration.test_migration_0007 import empty_database  # noqa: F401 - a fixture
 
 
-def test_0011_builds_what_the_models_describe_and_goes_back(empty_database: str) -> None:  # noqa: F811
+def test_0011_builds_what_the_models_describe_and_goes_back(empty_database: str) -> None:
     config = alembic_config(empty_database)
     command.upgrade(config, "0011")
     engine = create_db_engine(empty_database)

@@ -11,7 +11,6 @@ from sqlalchemy import text
 
 from drip.db import create_db_engine
 from drip.migrate import alembic_config
-from tests.integration.test_migration_0007 import empty_database  # noqa: F401 (a fixture)
 
 #: (id, given in order; sg_event_id, event, delivery_id, machine open, received_at): two
 #: opens of delivery 7 a month apart (the first is marked), a machine open after a person's,
@@ -26,7 +25,7 @@ ROWS = [
 
 
 def test_0012_moves_the_stored_events_marks_the_firsts_and_goes_back(
-    empty_database: str,  # noqa: F811
+    empty_database: str,
 ) -> None:
     config = alembic_config(empty_database)
     command.upgrade(config, "0011")
