@@ -42,9 +42,6 @@ def prune_command(
         engine.dispose()
     verb = "would" if dry_run else "did"
     console.print(f"retention: {settings.event_retention} days (before {plan.cutoff:%Y-%m-%d})")
-    if plan.aggregated:
-        first, last = plan.aggregated[0], plan.aggregated[-1]
-        console.print(f"{verb} count provider events received {first} to {last} into the counts")
     for item in plan.months:
         console.print(("keep " if item.kept_because else f"{verb} remove ") + item.describe())
     console.print(

@@ -7,7 +7,11 @@ partitioned by month on PostgreSQL, where a unique key must contain the partitio
 ids are kept as long as the events (`DRIP_EVENT_RETENTION`), far beyond SendGrid's retries.
 
 Each stored event is marked when it is its delivery's first of its name (and its first
-machine open): the funnel counts those rows, raw or aggregated (`drip.retention`).
+machine open): the funnel counts those rows as they are stored (`drip.reports.counting`),
+so a mark must be exact. On PostgreSQL the batch first takes each of its deliveries'
+advisory lock, in ascending order (two batches never deadlock), until commit: two batches
+stored at once with an open of the same delivery would otherwise both find no earlier
+open and both mark theirs first; the second now waits, then sees the first's row.
 
 An event without an id gets one from a hash of its content. The delivery is found
 through `delivery_id`, which drip sets in `custom_args` and SendGrid returns
@@ -25,12 +29,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import Integer, column, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from drip.contacts.privacy import redact_payload, redactions
 from drip.db import upsert_statement
 from drip.models import ProviderEvent, ProviderEventId
+
+#: The advisory lock class of a delivery's events (`pg_advisory_xact_lock(class, key)`).
+DELIVERY_LOCK_CLASS = 0x6472_6965
 
 
 def event_id(event: dict[str, Any]) -> str:
@@ -67,6 +74,7 @@ def store_events(session: Session, events: list[dict[str, Any]], *, now: datetim
         session,
         [(delivery_of(e), e["email"] if isinstance(e.get("email"), str) else None) for e in events],
     )
+    lock_deliveries(session, [delivery_of(e) for e in events])
     stored: list[int] = []
     for event, redact in zip(events, redacted, strict=True):
         seen = session.scalar(
@@ -101,6 +109,18 @@ def store_events(session: Session, events: list[dict[str, Any]], *, now: datetim
         if new_id is not None:
             stored.append(new_id)
     return stored
+
+
+def lock_deliveries(session: Session, deliveries: list[int | None]) -> None:
+    """PostgreSQL: hold the advisory lock of each delivery until commit, taken in ascending
+    key order in one statement (SQLite serialises writers anyway)."""
+    # A 31-bit key per delivery: two deliveries sharing one only wait for each other.
+    found = sorted({d % 2_147_483_647 for d in deliveries if d is not None})
+    if not found or session.get_bind().dialect.name != "postgresql":
+        return
+    keys = func.unnest(found).table_valued(column("k", Integer)).render_derived(name="keys")
+    locks = select(func.pg_advisory_xact_lock(DELIVERY_LOCK_CLASS, keys.c.k)).order_by(keys.c.k)
+    session.execute(select(func.count()).select_from(locks.subquery()))
 
 
 def _has(session: Session, delivery: int | None, condition: Any) -> bool:

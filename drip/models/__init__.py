@@ -12,7 +12,7 @@ from drip.models.event import ProviderEvent
 from drip.models.funnel_counts import DeliveryCount, DeliveryCountDelta, FunnelAttribution
 from drip.models.keys import HashKeyCheck
 from drip.models.operations import AuditEntry, Download, SequenceState
-from drip.models.retention import EventCount, EventDay, HousekeepingRun, ProviderEventId
+from drip.models.retention import HousekeepingRun, ProviderEventId
 from drip.models.webhook import (
     EndpointSource,
     WebhookAttempt,
@@ -39,8 +39,6 @@ __all__ = [
     "EndpointSource",
     "Enrollment",
     "EnrollmentStatus",
-    "EventCount",
-    "EventDay",
     "FunnelAttribution",
     "HashKeyCheck",
     "HousekeepingRun",

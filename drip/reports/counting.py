@@ -16,6 +16,14 @@ appended to `delivery_count_deltas` in the transaction of the change:
   - `converted`: the last sent planned delivery of the enrolment's current run, while the
     enrolment's status is `converted`;
   - `human_click`: a planned delivery with at least one person's click (`link_clicks`).
+- a stored provider event counts under its measure (`EVENT_MEASURES`: delivered, opened,
+  clicked, bounced) when it is its planned delivery's first of its name (`first_of_kind`),
+  and under `machine_opened` when it is the delivery's first open SendGrid flagged as a
+  machine's (`first_machine_open`); the key is its delivery's. `drip.events.store` sets
+  both marks when it inserts the row, and nothing changes them, so only inserts are
+  counted: a prune removing raw events (a dropped partition, deleted rows) takes nothing
+  back, and the counts outlive the rows. An event whose delivery is unknown when it is
+  stored counts nowhere.
 
 The same rules generate PostgreSQL's statement-level triggers (transition tables: one
 `INSERT ... SELECT ... GROUP BY` per statement, however many rows it changed) and
@@ -26,6 +34,7 @@ and the migration's backfill. Changing a rule means a migration that re-creates 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: Attributed measures, counted beside the delivery statuses.
@@ -35,30 +44,81 @@ UNSUBSCRIBED, CONVERTED, HUMAN_CLICK = "unsubscribed", "converted", "human_click
 NEW, OLD = "new_rows", "old_rows"
 
 
+#: The provider events the funnel counts (SendGrid's names), and the measure of each.
+EVENT_MEASURES = {
+    "delivered": "delivered",
+    "open": "opened",
+    "click": "clicked",
+    "bounce": "bounced",
+}
+#: The measure of a delivery's first open SendGrid flagged `sg_machine_open`.
+MACHINE_OPENED = "machine_opened"
+
+
 @dataclass(frozen=True)
 class Counted:
-    """A table whose rows are counted: the key each row counts under, and which rows count."""
+    """A table whose rows (alias `r`) are counted: which rows count, and the key each counts
+    under, read from the row or from what `join` adds (as SQL expressions)."""
 
     table: str
     #: The columns the rules read (SQLite's one-row tables are made of these).
     columns: tuple[str, ...]
+    #: A timestamp (counted by its UTC day) or, with `is_date`, a date.
     day: str
     measure: str
     where: str = "true"
+    join: str = ""
+    owner: str = "r"
+    is_date: bool = False
 
 
 DELIVERIES = Counted(
     "deliveries",
     ("id", "enrollment_id", "created_at", "sequence_id", "step_id", "status", "resend", "sent_at"),
-    day="created_at",
-    measure="status",
+    day="r.created_at",
+    measure="r.status",
     where="NOT r.resend",
 )
 ATTRIBUTIONS = Counted(
     "funnel_attributions",
     ("delivery_id", "enrollment_id", "day", "sequence_id", "step_id", "measure"),
-    day="",
-    measure="measure",
+    day="r.day",
+    measure="r.measure",
+    is_date=True,
+)
+_EVENT_COLUMNS = ("delivery_id", "event", "first_of_kind", "first_machine_open")
+
+
+def case_of(column: str, mapping: dict[str, str]) -> str:
+    """SQL: `mapping`'s value for the value of `column` (NULL for any other)."""
+    return (
+        f"CASE {column} " + " ".join(f"WHEN '{a}' THEN '{b}'" for a, b in mapping.items()) + " END"
+    )
+
+
+def listed(values: Iterable[str]) -> str:
+    """SQL: `values` as a list of literals, for IN (...)."""
+    return ", ".join(f"'{value}'" for value in values)
+
+
+_OF_PLANNED = "JOIN deliveries p ON p.id = r.delivery_id"
+FIRST_EVENTS = Counted(
+    "provider_events",
+    _EVENT_COLUMNS,
+    day="p.created_at",
+    measure=case_of("r.event", EVENT_MEASURES),
+    where=f"r.first_of_kind AND NOT p.resend AND r.event IN ({listed(EVENT_MEASURES)})",
+    join=_OF_PLANNED,
+    owner="p",
+)
+FIRST_MACHINE_OPENS = Counted(
+    "provider_events",
+    _EVENT_COLUMNS,
+    day="p.created_at",
+    measure=f"'{MACHINE_OPENED}'",
+    where="r.first_machine_open AND NOT p.resend",
+    join=_OF_PLANNED,
+    owner="p",
 )
 CONTACTS = ("id", "status")
 ENROLLMENTS = ("id", "status", "run")
@@ -73,25 +133,32 @@ def utc_day(dialect: str, column: str) -> str:
 
 
 def _key(counted: Counted, dialect: str) -> str:
-    day = utc_day(dialect, f"r.{counted.day}") if counted.day else "r.day"
-    return f"{day} AS d, r.sequence_id AS s, r.step_id AS t, r.{counted.measure} AS m"
+    day = counted.day if counted.is_date else utc_day(dialect, counted.day)
+    owner = counted.owner
+    return f"{day} AS d, {owner}.sequence_id AS s, {owner}.step_id AS t, {counted.measure} AS m"
 
 
-def tally(counted: Counted, dialect: str, rows: str, *, sign: str = "") -> str:
+def tally(
+    counted: Counted, dialect: str, rows: str, *, sign: str = "", where: str | None = None
+) -> str:
     """SELECT key (d, s, t, m) and count (c) of the counted rows of `rows` (a table, or a
-    transition table); `sign` "-" takes them back."""
+    transition table) that also meet `where`; `sign` "-" takes them back."""
     return (
-        f"SELECT {_key(counted, dialect)}, {sign}count(*) AS c FROM {rows} r "
-        f"WHERE {counted.where} GROUP BY 1, 2, 3, 4"
+        f"SELECT {_key(counted, dialect)}, {sign}count(*) AS c FROM {rows} r {counted.join} "
+        f"WHERE {counted.where}{f' AND {where}' if where else ''} GROUP BY 1, 2, 3, 4"
     )
 
 
-def deltas(counted: Counted, dialect: str, *, new: str | None, old: str | None) -> str:
-    """INSERT the net change per key from rows `old` (taken back) to rows `new` (added);
-    keys whose change nets to zero (an update that moved no counted key) add no row."""
-    parts = [tally(counted, dialect, new)] if new else []
+def deltas(
+    counted: Counted | tuple[Counted, ...], dialect: str, *, new: str | None, old: str | None
+) -> str:
+    """INSERT the net change per key from rows `old` (taken back) to rows `new` (added), by
+    every rule of `counted`; keys whose change nets to zero (an update that moved no
+    counted key) add no row."""
+    rules = counted if isinstance(counted, tuple) else (counted,)
+    parts = [tally(rule, dialect, new) for rule in rules] if new else []
     if old:
-        parts.append(tally(counted, dialect, old, sign="-"))
+        parts.extend(tally(rule, dialect, old, sign="-") for rule in rules)
     union = " UNION ALL ".join(parts)
     return (
         "INSERT INTO delivery_count_deltas (day, sequence_id, step_id, measure, n) "
@@ -168,7 +235,8 @@ def _changed(condition: str, pick: str) -> str:
 
 
 def triggers(dialect: str) -> list[Trigger]:
-    """Every trigger that keeps the counts, for `dialect`."""
+    """Every trigger that keeps the deliveries' and attributions' counts (migration 0013),
+    for `dialect`."""
     # A row became sent, stopped being sent, or was sent at another time.
     distinct = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
     sent = "(CASE WHEN {r}.status = 'sent' THEN {r}.sent_at END)"
@@ -274,10 +342,26 @@ def triggers(dialect: str) -> list[Trigger]:
     ]
 
 
-def create_statements(dialect: str) -> list[str]:
-    """The DDL that installs every trigger on `dialect` (PostgreSQL or SQLite)."""
+def event_triggers(dialect: str) -> list[Trigger]:
+    """The trigger that counts stored provider events (migration 0014): inserts only, as
+    the marks never change and a removed raw event stays counted. On PostgreSQL it is a
+    statement-level trigger of the partitioned `provider_events`, whose transition table
+    holds the rows of every partition the statement wrote into."""
+    return [
+        Trigger(
+            "provider_events",
+            "INSERT",
+            _EVENT_COLUMNS,
+            (deltas((FIRST_EVENTS, FIRST_MACHINE_OPENS), dialect, new=NEW, old=None),),
+        )
+    ]
+
+
+def create_statements(dialect: str, chosen: list[Trigger] | None = None) -> list[str]:
+    """The DDL that installs the `chosen` triggers (by default `triggers`) on `dialect`
+    (PostgreSQL or SQLite)."""
     found = []
-    for trigger in triggers(dialect):
+    for trigger in triggers(dialect) if chosen is None else chosen:
         if dialect == "postgresql":
             body = "".join(f"    {statement};\n" for statement in trigger.statements)
             found.append(
@@ -301,10 +385,10 @@ def create_statements(dialect: str) -> list[str]:
     return found
 
 
-def drop_statements(dialect: str) -> list[str]:
-    """The DDL that removes every trigger `create_statements` installs."""
+def drop_statements(dialect: str, chosen: list[Trigger] | None = None) -> list[str]:
+    """The DDL that removes the triggers `create_statements` installs for `chosen`."""
     found = []
-    for trigger in triggers(dialect):
+    for trigger in triggers(dialect) if chosen is None else chosen:
         found.append(
             f"DROP TRIGGER IF EXISTS {trigger.name}"
             + (f" ON {trigger.table}" if dialect == "postgresql" else "")
@@ -332,3 +416,13 @@ def backfill_statements(dialect: str) -> list[str]:
         counts + tally(DELIVERIES, dialect, DELIVERIES.table),
         counts + tally(ATTRIBUTIONS, dialect, ATTRIBUTIONS.table),
     ]
+
+
+def event_tally(dialect: str, *, received_since: str | None = None) -> str:
+    """SELECT key (d, s, t, m) and count (c) of the counted rows of `provider_events`
+    (received at or after the SQL timestamp `received_since`, when given)."""
+    where = f"r.received_at >= {received_since}" if received_since else None
+    return " UNION ALL ".join(
+        tally(rule, dialect, "provider_events", where=where)
+        for rule in (FIRST_EVENTS, FIRST_MACHINE_OPENS)
+    )

@@ -12,16 +12,16 @@ condition ever reads opens. `human_clicks` is drip's own tracking (`track_clicks
 unique deliveries with a person's click on a `/l/` link, by the rule of
 `drip.clicks.rule`; machine clicks are not counted. Per link: `link_funnel`.
 
-Nothing here scans `deliveries`: scheduled, sent, failed, human clicks, unsubscribed and
-converted are read from `delivery_counts` (plus the deltas not yet folded), which
-triggers keep in the transaction of every change (`drip.reports.counting` owns the rules),
-per day the delivery was created (UTC), so `since` counts whole days from its UTC day.
+The funnel scans neither `deliveries` nor `provider_events`: every column is read from
+`delivery_counts` (plus the deltas not yet folded), which triggers keep in the
+transaction of every change (`drip.reports.counting` owns the rules), per day the delivery
+was created (UTC), so `since` counts whole days from its UTC day.
 Only planned deliveries count (not resends). An unsubscribe is counted against the
 enrolment's last sent planned email (latest `sent_at`, then highest id) while its contact
 is unsubscribed: a contact who subscribes again, or is forgotten, leaves the column. A
 conversion is counted against the last sent planned email of the run its goal ended,
-while the enrolment is converted. Provider events come from their daily counts and the raw
-rows of the days not yet counted (`drip.retention.aggregates`).
+while the enrolment is converted. A provider event counts once per delivery and name (its
+first), when it is stored, and stays counted after its raw row is pruned.
 """
 
 from __future__ import annotations
@@ -38,9 +38,14 @@ from drip.models import (
     DeliveryStatus,
     LinkClick,
 )
-from drip.reports.counting import CONVERTED, HUMAN_CLICK, UNSUBSCRIBED
+from drip.reports.counting import (
+    CONVERTED,
+    EVENT_MEASURES,
+    HUMAN_CLICK,
+    MACHINE_OPENED,
+    UNSUBSCRIBED,
+)
 from drip.reports.counts import read_counts
-from drip.retention.aggregates import MACHINE_OPEN, step_event_counts
 from drip.sequences.catalog import SequenceCatalog
 
 #: Printed under every funnel: what the open counts are worth.
@@ -59,14 +64,8 @@ MEASURE_COLUMNS: dict[str, str] = {
     UNSUBSCRIBED: "unsubscribed",
     CONVERTED: "converted",
     HUMAN_CLICK: "human_clicks",
-}
-
-#: Provider events counted per step, once per delivery.
-EVENT_COLUMNS = {
-    "delivered": "delivered",
-    "open": "opened",
-    "click": "clicked",
-    "bounce": "bounced",
+    # Provider events, once per delivery: the measures are the columns' names.
+    **{measure: measure for measure in EVENT_MEASURES.values()},
 }
 
 COLUMNS = (
@@ -178,12 +177,8 @@ def funnel(
     since: datetime | None = None,
     sequence: str | None = None,
 ) -> list[StepFunnel]:
-    """Per (sequence, step), in file order, for deliveries created since `since`."""
-    scope: list[ColumnElement[bool]] = [Delivery.resend.is_(False)]
-    if since is not None:
-        scope.append(Delivery.created_at >= since)
-    if sequence is not None:
-        scope.append(Delivery.sequence_id == sequence)
+    """Per (sequence, step), in file order, for deliveries created since the UTC day of
+    `since`: one read of the kept counts."""
     table: dict[tuple[str, str], StepFunnel] = {}
 
     def row(seq: str, step: str) -> StepFunnel:
@@ -198,16 +193,8 @@ def funnel(
         column = MEASURE_COLUMNS.get(measure)
         if column is not None:
             row(seq, step).counts[column] += count
-    # Provider events: counted months from their daily counts, the rest from raw rows, so
-    # the funnel reads the same before and after a prune (drip.retention.aggregates).
-    events = step_event_counts(
-        session, scope=scope, events=EVENT_COLUMNS, since=since, sequence=sequence
-    )
-    for (seq, step, event), count in events.items():
-        if event == MACHINE_OPEN:
+        elif measure == MACHINE_OPENED:
             row(seq, step).machine_opened += count
-        else:
-            row(seq, step).counts[EVENT_COLUMNS[event]] += count
     return sorted(table.values(), key=lambda f: _order(catalog, f))
 
 

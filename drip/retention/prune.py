@@ -1,10 +1,11 @@
-"""Removing raw provider events older than the retention, after they are counted.
+"""Removing raw provider events older than the retention.
 
-A month goes when it ends at least `retention` before now: first every closed day is
-counted (`drip.retention.aggregates`), then its partition is dropped on PostgreSQL (its rows are
-deleted on SQLite, and from the default partition), and the seen ids of the same period
-with it. A month that still holds an event not yet applied (`processed_at IS NULL`) is kept
-and named: its effect (a suppression) must happen first.
+A month goes when it ends at least `retention` before now: its partition is dropped on
+PostgreSQL (its rows are deleted on SQLite, and from the default partition), and the seen
+ids of the same period with it. Nothing is counted here: every event was counted when it
+was stored (`drip.reports.counting`), and removing it takes nothing back, so the funnel
+reads the same before and after. A month that still holds an event not yet applied
+(`processed_at IS NULL`) is kept and named: its effect (a suppression) must happen first.
 
 Never removed here: contacts and their status, enrollments, deliveries, the audit log,
 the counts. `drip contacts export` shows the provider events of the retention period; older
@@ -20,7 +21,6 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from drip.models import ProviderEvent, ProviderEventId
-from drip.retention.aggregates import aggregate_closed_days, closed_days
 from drip.retention.partitions import (
     is_partitioned,
     month_of,
@@ -56,8 +56,6 @@ class PrunePlan:
     cutoff: datetime
     months: list[MonthToPrune] = field(default_factory=list)
     event_ids: int = 0
-    #: Days counted into `provider_event_counts` first (every closed day not yet counted).
-    aggregated: list[date] = field(default_factory=list)
 
     @property
     def events(self) -> int:
@@ -98,17 +96,13 @@ def plan_prune(session: Session, *, now: datetime, retention: timedelta) -> Prun
                 )
                 or 0
             )
-    plan.aggregated = closed_days(session, now=now)
     return plan
 
 
 def prune(session: Session, *, now: datetime, retention: timedelta) -> PrunePlan:
-    """Count the closed months, then remove the raw events of months older than `retention`
-    (and their seen ids); return what was removed. Run inside a transaction."""
-    to_count = plan_prune(session, now=now, retention=retention).aggregated
-    aggregate_closed_days(session, now=now)
+    """Remove the raw events of months older than `retention` (and their seen ids); return
+    what was removed. Run inside a transaction."""
     plan = plan_prune(session, now=now, retention=retention)
-    plan.aggregated = to_count
     partitioned = is_partitioned(session)
     for item in plan.months:
         if item.kept_because is not None:

@@ -1,6 +1,6 @@
 """The scheduler's job for retention: on every recovery pass, the funnel's count deltas
 folded (`drip.reports.counts`); at most once a day across all schedulers, partitions
-created ahead, closed days counted, and raw events older than the retention removed.
+created ahead and raw events older than the retention removed.
 
 The last run is kept in `housekeeping_runs`; the row is locked for the run, so two
 schedulers never run it together (the second finds it locked, or already run, and skips).
@@ -38,7 +38,7 @@ def fold_delivery_counts(recovery: Recovery) -> int:
 
 def keep_event_retention(recovery: Recovery) -> dict[str, int]:
     """Every pass: fold the funnel's count deltas. Once a day: create the coming months'
-    partitions, count closed days, prune."""
+    partitions, prune."""
     fold_delivery_counts(recovery)
     with recovery.sessions() as session, session.begin():
         session.execute(
@@ -58,7 +58,6 @@ def keep_event_retention(recovery: Recovery) -> dict[str, int]:
     log.info(
         "retention.kept",
         partitions_created=created,
-        days_counted=len(plan.aggregated),
         months_pruned=[f"{m.month:%Y-%m}" for m in plan.months if m.kept_because is None],
         events_pruned=plan.events,
     )

@@ -51,10 +51,16 @@ PERSONAL = {
 NOT_PERSONAL = {
     "link_clicks.machine_reason": "the rule that took a click for a machine's",
     "provider_event_ids.sg_event_id": "SendGrid's opaque event id, kept to refuse replays",
-    "provider_event_counts.sequence_id": "a sequence file's id (counts of deliveries)",
-    "provider_event_counts.step_id": "a step's id (counts of deliveries)",
-    "provider_event_counts.event": "a provider event name (counts of deliveries)",
     "housekeeping_runs.name": "a job's name",
+    **{
+        f"{table}.{column}": f"the funnel's counts: {what}"
+        for table in ("delivery_counts", "delivery_count_deltas", "funnel_attributions")
+        for column, what in (
+            ("sequence_id", "a sequence file's id"),
+            ("step_id", "a step's id"),
+            ("measure", "an enumeration"),
+        )
+    },
     "contacts.email_hash": "keyed HMAC (drip.contacts.identity): the suppression entry kept",
     "contacts.status": "an enumeration",
     "enrollments.sequence_id": "a sequence file's id",
