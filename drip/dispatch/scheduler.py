@@ -107,12 +107,12 @@ class Scheduler:
         self._next_recovery: datetime | None = None
 
     def tick(self) -> TickReport:
-        """One pass: the recovery jobs when they are due, then claim and enqueue every due row."""
+        """One pass: claim and enqueue every due row, then the recovery jobs when they are due.
+
+        The claims come first so that a scheduler's first tick sends what is due before its
+        housekeeping (the daily retention job may take seconds on a large table)."""
         report = TickReport()
         now = self.clock()
-        if self._next_recovery is None or now >= self._next_recovery:
-            self._recover(report, now)
-            self._next_recovery = now + timedelta(seconds=RECOVERY_INTERVAL)
         for _ in range(MAX_BATCHES_PER_TICK):
             with self.sessions() as session, session.begin():
                 ids = claim_due(
@@ -126,6 +126,9 @@ class Scheduler:
             report.claimed += len(ids)
             if len(ids) < self.policy.batch_size:
                 break
+        if self._next_recovery is None or now >= self._next_recovery:
+            self._recover(report, now)
+            self._next_recovery = now + timedelta(seconds=RECOVERY_INTERVAL)
         if report.claimed or report.renewed or report.resolved_sent or report.resent:
             log.info(
                 "scheduler.tick",
