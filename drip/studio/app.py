@@ -80,6 +80,8 @@ class StudioConfig:
     transport: Callable[[], Transport] | None = None
     #: The database `plan` reads, or None when none is configured.
     database_url: str | None = None
+    #: The daily cap (DRIP_MAX_EMAILS_PER_DAY) the impact panel applies, as `plan` does.
+    daily_cap: int = 0
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     watch: bool = True
 
@@ -176,7 +178,7 @@ def create_studio_app(config: StudioConfig) -> Starlette:
     async def impact(request: Request) -> Response:
         snapshot = workspace.snapshot
         answer = await anyio.to_thread.run_sync(
-            lambda: read_impact(snapshot.catalog, config.database_url)
+            lambda: read_impact(snapshot.catalog, config.database_url, daily_cap=config.daily_cap)
         )
         return _json(answer)
 

@@ -27,8 +27,11 @@ def database_configured(url: str | None) -> bool:
     return True
 
 
-def read_impact(catalog: SequenceCatalog | None, database_url: str | None) -> dict[str, Any]:
-    """The page's impact panel: `plan`'s groups per sequence, or a sentence saying why not."""
+def read_impact(
+    catalog: SequenceCatalog | None, database_url: str | None, *, daily_cap: int = 0
+) -> dict[str, Any]:
+    """The page's impact panel: `plan`'s groups per sequence, with what the daily cap
+    (`daily_cap`, 0: none) would postpone, or a sentence saying why not."""
     if not database_configured(database_url):
         return {
             "available": False,
@@ -46,7 +49,7 @@ def read_impact(catalog: SequenceCatalog | None, database_url: str | None) -> di
     try:
         with session_factory(engine)() as session:
             try:
-                impacts = plan_changes(session, catalog, now=utcnow())
+                impacts = plan_changes(session, catalog, now=utcnow(), daily_cap=daily_cap)
             finally:
                 session.rollback()
     except SQLAlchemyError as exc:

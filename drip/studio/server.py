@@ -50,6 +50,7 @@ def studio_config(settings: Settings) -> StudioConfig:
         secret_key=settings.resolved_secret_key(),
         transport=partial(build_transport, settings),
         database_url=url if explicit or database_configured(url) else None,
+        daily_cap=settings.max_emails_per_day,
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 import drip.cli.sequences as sequences_cli
+import drip.studio.impact as studio_impact
 from drip.cli.main import app
 from drip.db import transaction
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment
@@ -182,3 +183,25 @@ def test_plan_shows_the_cap_on_a_re_planned_step_and_the_worker_does_so(
     third = next(r for r in world.rows() if r.step_id == "third")
     assert world.sender.send(third.id).outcome is Outcome.POSTPONED
     assert world.row(third.id).due_at == group.postponed_to
+
+
+def test_the_studio_impact_panel_shows_what_the_cap_postpones(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the contact of the first test, and the studio configured with a cap of two
+    given_contact(
+        world.sessions,
+        "full@example.com",
+        {"other": [timedelta(hours=5)], "quick": [timedelta(hours=2)]},
+    )
+    monkeypatch.setattr(studio_impact, "utcnow", lambda: START)
+    url = f"sqlite:///{tmp_path / 'unit.db'}"
+    # When the impact panel is read, with the cap and without
+    capped = studio_impact.read_impact(world.catalog, url, daily_cap=CAP)
+    uncapped = studio_impact.read_impact(world.catalog, url)
+    # Then it says what plan says: one person's next email waits for the cap, until when
+    (quick,) = [i for i in capped["impacts"] if i["sequence"] == "quick"]
+    (group,) = quick["groups"]
+    assert (group["postponed_by_cap"], group["postponed_to"]) == (1, "2026-06-02T07:00:00+00:00")
+    (quick,) = [i for i in uncapped["impacts"] if i["sequence"] == "quick"]
+    assert quick["groups"][0]["postponed_by_cap"] == 0

@@ -165,6 +165,12 @@ async function loadTimeline() {
   );
 }
 
+// A group's effect, with what the daily cap would postpone (as drip sequences plan says it).
+function effect(group) {
+  if (!group.postponed_by_cap) return group.change;
+  return `${group.change}; postponed by the daily cap: ${group.postponed_by_cap} people, to ${group.postponed_to} at the earliest`;
+}
+
 async function loadImpact() {
   const answer = await getJson("/api/impact");
   const box = $("impact");
@@ -175,7 +181,7 @@ async function loadImpact() {
   box.replaceChildren(
     ...answer.impacts.map((i) => {
       const rows = i.groups.map((g) =>
-        el("tr", {}, ...[g.position, g.pending ?? "-", g.next ?? "-", g.people, g.first_due ?? "-", g.change].map((v) => el("td", { textContent: String(v) }))),
+        el("tr", {}, ...[g.position, g.pending ?? "-", g.next ?? "-", g.people, g.first_due ?? "-", effect(g)].map((v) => el("td", { textContent: String(v) }))),
       );
       const head = el("tr", {}, ...["last received", "scheduled now", "next under the files", "people", "first due", "effect"].map((h) => el("th", { textContent: h })));
       return el(
