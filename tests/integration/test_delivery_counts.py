@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -143,6 +144,37 @@ def assert_counts_match(runtime: Runtime, *, now: datetime) -> set[str]:
                     sequence,
                 )
     return held
+
+
+def while_folding(
+    runtime: Runtime, work: Callable[[int], None], *, threads: int
+) -> list[BaseException]:
+    """Run `work(0)` .. `work(threads - 1)` at once, each on its own thread, while another
+    folds the deltas in a loop; return what they raised."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def guarded(thread: int) -> None:
+        try:
+            work(thread)
+        except BaseException as exc:  # surfaced by the caller's assert
+            errors.append(exc)
+
+    def fold() -> None:
+        while not done.is_set():
+            with transaction(runtime.sessions) as session:
+                fold_deltas(session)
+
+    workers = [threading.Thread(target=guarded, args=(n,)) for n in range(threads)]
+    folder = threading.Thread(target=fold)
+    folder.start()
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    done.set()
+    folder.join()
+    return errors
 
 
 class Mix:
@@ -401,35 +433,17 @@ def test_concurrent_workers_lose_no_count(runtime: Runtime) -> None:
         ).all()
     ids = sorted(set(ids))
     assert len(ids) == 400
+
     # When eight workers send them one by one while the scheduler folds
-    errors: list[BaseException] = []
-    done = threading.Event()
-
-    def work(mine: list[int]) -> None:
-        try:
-            for delivery_id in mine:
-                with transaction(runtime.sessions) as session:
-                    claim_to_send(session, [delivery_id], now=START, send_lease=30)
-                with transaction(runtime.sessions) as session:
-                    status = DeliveryStatus.SENT if delivery_id % 5 else DeliveryStatus.FAILED
-                    finish_rows(session, {delivery_id: {"status": status}}, now=START)
-        except BaseException as exc:  # surfaced by the assert below
-            errors.append(exc)
-
-    def fold() -> None:
-        while not done.is_set():
+    def work(thread: int) -> None:
+        for delivery_id in ids[thread::8]:
             with transaction(runtime.sessions) as session:
-                fold_deltas(session)
+                claim_to_send(session, [delivery_id], now=START, send_lease=30)
+            with transaction(runtime.sessions) as session:
+                status = DeliveryStatus.SENT if delivery_id % 5 else DeliveryStatus.FAILED
+                finish_rows(session, {delivery_id: {"status": status}}, now=START)
 
-    workers = [threading.Thread(target=work, args=(ids[n::8],)) for n in range(8)]
-    folder = threading.Thread(target=fold)
-    folder.start()
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
-    done.set()
-    folder.join()
+    errors = while_folding(runtime, work, threads=8)
     assert errors == []
     # Then every move is counted, folded or not
     with runtime.sessions() as session:
