@@ -41,13 +41,15 @@ def import_file(
         None,
         "--start-at",
         metavar="STEP",
-        help="Start at this step (its id), due now, instead of step 1.",
+        help="Start at this step (its id), due now; the steps before it are recorded as "
+        "passed (skipped: before_import_start), never sent.",
     ),
     skip_elapsed: str | None = typer.Option(
         None,
         "--skip-elapsed",
         metavar="SIGNUP_COLUMN",
-        help="Each row signed up at this column's time: steps already due are not sent.",
+        help="Each row signed up at this column's time: steps already due are recorded as "
+        "passed (skipped: before_import_start), never sent.",
     ),
     consent_at: str | None = typer.Option(
         None,

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from drip.deliveries.outcomes import Ended, follow_up
-from drip.deliveries.transitions import FINAL, TRANSITIONS, Move
+from drip.deliveries.progress import RECEIVED
+from drip.deliveries.transitions import FINAL, PENDING, TRANSITIONS, Move, transition
 from drip.models import (
     Contact,
     ContactStatus,
@@ -142,3 +143,12 @@ def test_what_follows_an_ended_row(ended: Ended, plans: str | None) -> None:
     else:
         assert request is not None
         assert (request.sent_step, request.sent_at) == (None, None)
+
+
+def test_a_step_passed_by_an_import_is_received_and_never_pending() -> None:
+    # A new row that moves the subscriber past its step (the progress rule) without ever
+    # being due: no claim reads it, and the funnel counts it neither scheduled nor sent.
+    passed = transition(Move.BEFORE_IMPORT_START)
+    assert passed.sources == ()
+    assert passed.target in RECEIVED
+    assert passed.target not in (*PENDING, DeliveryStatus.SENT)
