@@ -10,15 +10,17 @@ it in its subject, and the form is open to anyone.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from functools import partial
 from typing import Any
 
 import structlog
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import Message
 
@@ -29,6 +31,7 @@ from drip.contacts.identity import email_hash
 from drip.db import transaction, utcnow
 from drip.deliveries.enqueue import enqueue_after_commit
 from drip.metrics import SIGNUPS, SIGNUPS_RATE_LIMITED
+from drip.pools import process_pool
 from drip.runtime import Runtime
 from drip.send.actor import enqueue_due_now
 from drip.signup.request import SignupRequest
@@ -106,7 +109,27 @@ async def create_signup(request: Request) -> Response:
         return fields
     wants_html = is_form and "text/html" in request.headers.get("accept", "")
     # Redis and the database are called synchronously: off the event loop, in a thread.
-    return await run_in_threadpool(_sign_up, runtime, fields, wants_html)
+    return await to_thread.run_sync(
+        _sign_up, runtime, fields, wants_html, limiter=_database_slots(runtime)
+    )
+
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _database_slots(runtime: Runtime) -> CapacityLimiter:
+    """How many signups of this event loop run at once: as many as the process's pool keeps
+    connections open. A burst beyond waits here for a kept connection, where it would
+    otherwise take an overflow connection that the pool closes once returned: a new
+    PostgreSQL backend per signup, which cost more than the signup itself under load
+    (and set the tail latency)."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = CapacityLimiter(process_pool(runtime.settings).size)
+    return slots
 
 
 def _sign_up(runtime: Runtime, fields: dict[str, Any], wants_html: bool) -> Response:
