@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from drip.db import transaction, utcnow
 from drip.events.contact_store import store_contact_event
 from drip.models import Delivery, Enrollment
 from drip.runtime import Runtime
-from drip.signup import service
+from drip.signup import first_signup, service
 from drip.signup.request import SignupRequest
 from drip.signup.result import SignupResult
 from drip.signup.service import enroll_contact
@@ -175,3 +176,13 @@ def test_a_new_address_gets_the_same_rows_on_both_paths(
     assert fast_rows == _snapshot(runtime)
     assert fast_rows["contact_events"] == [("order-1", True)]
     assert [row[5] for row in fast_rows["deliveries"]] == ["queued"]
+
+
+def test_a_database_error_in_the_one_statement_is_raised_as_sqlalchemys(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the statement fails on the server (as when the connection drops mid-signup)
+    monkeypatch.setattr(first_signup, "STATEMENT", "SELECT no_such_column FROM contacts")
+    # When an address signs up, then it is SQLAlchemy's error, which the API answers 503
+    with pytest.raises(DBAPIError):
+        _enroll(runtime, "err@example.com", utcnow())
