@@ -107,8 +107,8 @@ def assert_counts_match(runtime: Runtime, *, days: list[datetime]) -> None:
 
 def plant(runtime: Runtime, *, people: int, days: int) -> list[int]:
     """`people` subscribers enrolled over `days` days, each with a sent welcome, a second
-    step, an email of another sequence, and a sent resend of the welcome for every third;
-    return every delivery id."""
+    step, an email of another sequence, and a sent resend of the welcome for every third,
+    each sent three days after it was made; return every delivery id."""
     with transaction(runtime.sessions) as session:
         for n in range(people):
             at = START + timedelta(days=n * days / people)
@@ -120,15 +120,21 @@ def plant(runtime: Runtime, *, people: int, days: int) -> list[int]:
                 now=at,
                 queue_lease=30,
             )
-        session.execute(
-            update(Delivery).values(status=DeliveryStatus.SENT, sent_at=Delivery.created_at)
-        )
+        # Made when its contact enrolled; sent (and due, and last changed) three days later:
+        # only the day it was made is the key.
+        for row in session.scalars(select(Delivery)).all():
+            enrolled = session.get(Enrollment, row.enrollment_id)
+            assert enrolled is not None
+            row.created_at = enrolled.enrolled_at
+            later = row.created_at + timedelta(days=3)
+            row.status, row.sent_at, row.due_at, row.updated_at = DeliveryStatus.SENT, *[later] * 3
         for enrollment in session.scalars(select(Enrollment)).all():
             welcome = session.scalars(
                 select(Delivery).where(Delivery.enrollment_id == enrollment.id)
             ).first()
             assert welcome is not None
             later = welcome.created_at + timedelta(days=2)
+            sent = later + timedelta(days=3)
             other = Enrollment(
                 contact_id=enrollment.contact_id, sequence_id="other", enrolled_at=later
             )
@@ -145,10 +151,11 @@ def plant(runtime: Runtime, *, people: int, days: int) -> list[int]:
                         sequence_id=owner.sequence_id,
                         step_id=step,
                         run=owner.run,
-                        due_at=later,
+                        due_at=sent,
                         created_at=later,
+                        updated_at=sent,
                         status=DeliveryStatus.SENT,
-                        sent_at=later,
+                        sent_at=sent,
                         resend=resend,
                         resend_number=number,
                     )
@@ -265,7 +272,7 @@ def test_concurrent_batches_lose_no_event_and_count_none_twice(runtime: Runtime)
     # while the scheduler folds
     def work(thread: int) -> None:
         rng = random.Random(thread)
-        events = []
+        events: list[dict[str, Any]] = []
         for delivery in deliveries:
             for name in ("open", "delivered", "click", "open"):
                 events.append(event(delivery, name, f"t{thread}-{len(events)}", rng))
@@ -318,7 +325,7 @@ def test_the_migration_carries_the_daily_counts_over_without_counting_twice(
                 ProviderEvent.received_at,
             )
         ):
-            row = rows.get(delivery_id)
+            row = rows.get(delivery_id or 0)
             if row is None or row.resend or received >= mark:
                 continue
             key = (row.created_at.astimezone(UTC).date(), row.sequence_id, row.step_id)
