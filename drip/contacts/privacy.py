@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from drip.contacts.identity import email_hash, normalize_email
 from drip.contacts.lifecycle import lock_contact, stop_contact
+from drip.deliveries.moves import passed_by_import
 from drip.models import (
     AuditEntry,
     Contact,
@@ -177,7 +178,9 @@ def forget_contact(session: Session, contact: Contact, *, now: datetime) -> None
             )
     session.execute(
         update(Delivery)
-        .where(Delivery.contact_id == contact.id, Delivery.error.is_not(None))
+        # A step an import passed keeps its mark (drip's own words, no personal data), so a
+        # retry never sends it.
+        .where(Delivery.contact_id == contact.id, Delivery.error.is_not(None), ~passed_by_import())
         .values(error=ERASED_ERROR)
     )
     # A template may put the contact's own data in a link: the clicked URL goes too.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, any_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from drip.deliveries.leases import lease
@@ -31,6 +31,20 @@ def _moving(move: Move, *where: ColumnElement[bool]) -> Any:
         .values(status=step.target)
         .execution_options(synchronize_session=False)
     )
+
+
+def _picked(session: Session, chosen: Select[Any]) -> ColumnElement[bool]:
+    """`Delivery.id` among the rows `chosen` picks (a SELECT of ids with a LIMIT and FOR
+    UPDATE SKIP LOCKED), picked once for the whole statement.
+
+    On PostgreSQL `id IN (subquery)` may run the subquery again for each row it checks, and
+    each run then skips the rows this statement already moved and picks the next ones: the
+    LIMIT no longer bounds the statement (a retry of 2,001 rows moved all of them in one
+    chunk of 500). `= ANY(ARRAY(subquery))` is computed once, before the update.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return Delivery.id == any_(func.array(chosen.scalar_subquery()))
+    return Delivery.id.in_(chosen.scalar_subquery())
 
 
 def _rowcount(session: Session, statement: Any) -> int:
@@ -53,7 +67,7 @@ def claim_due(session: Session, *, now: datetime, limit: int, queue_lease: float
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    statement = _moving(Move.CLAIM_DUE, Delivery.id.in_(due.scalar_subquery()))
+    statement = _moving(Move.CLAIM_DUE, _picked(session, due))
     return list(
         session.scalars(
             statement.values(lease_until=lease(now, queue_lease), updated_at=now).returning(
@@ -74,7 +88,7 @@ def renew_lost(session: Session, *, now: datetime, limit: int, queue_lease: floa
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    statement = _moving(Move.RENEW_LEASE, Delivery.id.in_(expired.scalar_subquery()))
+    statement = _moving(Move.RENEW_LEASE, _picked(session, expired))
     return list(
         session.scalars(
             statement.values(lease_until=lease(now, queue_lease), updated_at=now).returning(
@@ -202,6 +216,12 @@ def passed_by_import() -> ColumnElement[bool]:
     )
 
 
+def never_retried() -> ColumnElement[bool]:
+    """The rows `operator_retry` never moves, whatever the operator's filter: those the
+    provider reported processed (they were sent) and the steps an import passed."""
+    return or_(reported_processed(), passed_by_import())
+
+
 def cancel_pending(
     session: Session,
     contact_id: int,
@@ -245,16 +265,14 @@ def operator_retry(
         .where(
             *where,
             Delivery.status.in_(transition(Move.OPERATOR_RETRY).sources),
-            ~reported_processed(),
-            ~passed_by_import(),
+            ~never_retried(),
         )
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
     return list(
         session.scalars(
-            _moving(Move.OPERATOR_RETRY, Delivery.id.in_(chunk), *where, ~reported_processed())
+            _moving(Move.OPERATOR_RETRY, _picked(session, chunk), *where, ~never_retried())
             .values(
                 resend=or_(Delivery.resend, Delivery.status == DeliveryStatus.SKIPPED),
                 attempts=0,

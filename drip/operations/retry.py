@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drip.audit import record_audit
 from drip.db import transaction
-from drip.deliveries.moves import operator_retry, reported_processed
+from drip.deliveries.moves import never_retried, operator_retry
 from drip.deliveries.transitions import Move, transition
 from drip.models import Delivery, DeliveryStatus
 
@@ -36,12 +36,9 @@ class RetryFilter:
     step: str | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        """The filter as SQL conditions on `deliveries` (rows reported processed, which
-        were sent, never match: see `moves.operator_retry`)."""
-        where: list[ColumnElement[bool]] = [
-            Delivery.status == self.status,
-            ~reported_processed(),
-        ]
+        """The filter as SQL conditions on `deliveries` (rows a retry never moves, such as
+        those reported processed, never match: see `moves.never_retried`)."""
+        where: list[ColumnElement[bool]] = [Delivery.status == self.status, ~never_retried()]
         if self.since is not None:
             where.append(Delivery.updated_at >= self.since)
         if self.sequence is not None:

@@ -17,11 +17,12 @@ from sqlalchemy import select, update
 from drip.config import Settings
 from drip.contacts.importer import ImportSummary, import_contacts
 from drip.contacts.imports import parse_rows
+from drip.contacts.privacy import forget_contact
 from drip.db import transaction, utcnow
 from drip.deliveries.planning import plan_first
 from drip.deliveries.transitions import BEFORE_IMPORT_START
 from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, EnrollmentStatus
-from drip.operations.retry import RetryFilter, requeue_chunks
+from drip.operations.retry import RetryFilter, count_matching, requeue_chunks
 from drip.reports.funnel import funnel
 from drip.runtime import Runtime
 from drip.schedule.impact import plan_changes
@@ -154,7 +155,10 @@ def test_drip_retry_of_skipped_rows_never_sends_a_step_passed_by_an_import(
                 .where(Delivery.id == delivery_id)
                 .values(status=S.SKIPPED, error=note)
             )
-    # When an operator retries every skipped row of the sequence
+    # When an operator counts (as --dry-run does), then retries every skipped row of it
+    selection = RetryFilter(status=S.SKIPPED, sequence="paced")
+    with runtime.sessions() as session:
+        counted = count_matching(session, selection)
     chunks = list(
         requeue_chunks(
             runtime.sessions,
@@ -165,7 +169,8 @@ def test_drip_retry_of_skipped_rows_never_sends_a_step_passed_by_an_import(
             queue_lease=30,
         )
     )
-    # Then only the two c rows go again; every a and b stays passed
+    # Then only the two c rows go again, as counted; every a and b stays passed
+    assert counted == 2
     assert [sorted(chunk) for chunk in chunks] == [sorted(skipped)]
     assert sorted((step, status) for step, status, _ in rows(runtime)) == [
         ("a", S.SKIPPED),
@@ -242,3 +247,38 @@ def test_contacts_show_lists_the_passed_steps_first_with_their_reason(
     code, output = drip(settings, "contacts", "show", "ada@example.com")
     assert code == 0, output
     assert output.count(BEFORE_IMPORT_START) == 2
+
+
+def test_a_forgotten_contact_keeps_the_steps_an_import_passed_out_of_a_retry(
+    runtime: Runtime,
+) -> None:
+    # Given a subscriber imported at c (a and b passed), then forgotten: the error texts of
+    # their rows are erased, as they may quote the address
+    text = f"email,consent_at\nada@example.com,{CONSENT}\n"
+    parsed = parse_rows(text, now=NOW)
+    paced = runtime.catalog.get("paced").definition
+    import_contacts(runtime.sessions, parsed.rows, sequence=paced, now=NOW, start_at="c")
+    with transaction(runtime.sessions) as session:
+        contact = session.scalars(select(Contact)).one()
+        forget_contact(session, contact, now=utcnow())
+    # When an operator retries every skipped row
+    selection = RetryFilter(status=S.SKIPPED, sequence="paced")
+    with runtime.sessions() as session:
+        counted = count_matching(session, selection)
+    chunks = list(
+        requeue_chunks(
+            runtime.sessions,
+            selection,
+            reason="after the outage",
+            operator="ops",
+            now=utcnow(),
+            queue_lease=30,
+        )
+    )
+    # Then the passed steps kept their mark, and none of them is queued
+    assert (counted, chunks) == (0, [])
+    passed = [(step, status, error) for step, status, error in rows(runtime) if step in "ab"]
+    assert passed == [
+        ("a", S.SKIPPED, BEFORE_IMPORT_START),
+        ("b", S.SKIPPED, BEFORE_IMPORT_START),
+    ]
