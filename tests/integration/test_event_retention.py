@@ -1,7 +1,7 @@
 """Event retention on a real PostgreSQL (and SQLite): partitions created ahead by the
 scheduler's job, events landing in their month and counted as they are stored, old
-partitions dropped, the funnel and the counts unchanged across a prune, idempotent storage across partitions, and
-`drip db prune --dry-run`."""
+partitions dropped, the funnel and the counts unchanged across a prune, idempotent storage
+across partitions, and `drip db prune --dry-run`."""
 
 from __future__ import annotations
 
