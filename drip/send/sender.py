@@ -147,8 +147,14 @@ class DeliverySender:
             reported = guard.reported_processed(again) if again else {}
             outgoing: list[tuple[Delivery, LoadedSequence, OutgoingEmail]] = []
             now = self.clock()
+            # The daily cap counts the emails this batch already decided to send to a
+            # contact, beside those of the last day read with the facts.
+            going: dict[int, tuple[datetime, ...]] = {}
             for delivery in claimed:
                 found = facts.get(delivery.enrollment_id)
+                if found is not None and delivery.contact_id in going:
+                    sends = found.recent_sends + going[delivery.contact_id]
+                    found = replace(found, recent_sends=sends)
                 decision = (
                     End(
                         Outcome.SENT,
@@ -164,6 +170,7 @@ class DeliverySender:
                     results[delivery.id] = SendResult(decision.outcome)
                     continue
                 assert found is not None  # decide ends a row without facts
+                going[delivery.contact_id] = (*going.get(delivery.contact_id, ()), now)
                 try:
                     email = self._compose(delivery, found.contact, decision)
                 except RenderError as exc:

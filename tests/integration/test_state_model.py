@@ -181,11 +181,6 @@ def test_a_trigger_never_brings_back_who_left_the_sequence(pg_template: str) -> 
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sender reads a contact's sends of the last day once per batch and does not "
-    "count those it decides in the same batch (drip/send/sender.py _send_claimed)",
-)
 def test_one_batch_keeps_within_the_daily_cap(pg_template: str) -> None:
     """Found by the model: with DRIP_MAX_EMAILS_PER_DAY=2, a contact with one email sent
     today got two more planned emails from one batch (three in a day)."""

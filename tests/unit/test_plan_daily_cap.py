@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -205,3 +206,34 @@ def test_the_studio_impact_panel_shows_what_the_cap_postpones(
     assert (group["postponed_by_cap"], group["postponed_to"]) == (1, "2026-06-02T07:00:00+00:00")
     (quick,) = [i for i in uncapped["impacts"] if i["sequence"] == "quick"]
     assert quick["groups"][0]["postponed_by_cap"] == 0
+
+
+def test_one_batch_counts_what_it_already_sends_against_the_cap(world: World) -> None:
+    # Given a contact sent one email in the last day, with their next `quick` and `other`
+    # emails queued, due now, under a cap of two a day
+    quick = given_contact(
+        world.sessions, "both@example.com", {"quick": [timedelta(hours=2)], "other": []}
+    )
+    with transaction(world.sessions) as session:
+        first = session.get(Delivery, quick)
+        assert first is not None
+        other = Delivery(
+            enrollment_id=session.scalars(
+                select(Enrollment.id).where(Enrollment.sequence_id == "other")
+            ).one(),
+            contact_id=first.contact_id,
+            sequence_id="other",
+            step_id="second",
+            status=DeliveryStatus.QUEUED,
+            due_at=START,
+        )
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    # When one batch takes both
+    results = world.sender.send_batch([quick, other_id])
+    # Then one goes and the other waits until the first email is a day old
+    outcomes = sorted(r.outcome.value for r in results.values())
+    assert outcomes == [Outcome.POSTPONED.value, Outcome.SENT.value]
+    (held,) = [i for i, r in results.items() if r.outcome is Outcome.POSTPONED]
+    assert world.row(held).due_at == START - timedelta(hours=2) + timedelta(days=1)
