@@ -1,5 +1,5 @@
 """Moving a batch of rows out of `sending`, each with its own status and values, in one
-conditional UPDATE: a batch of 25 costs what one delivery used to. A row another worker
+conditional UPDATE: a batch of 50 costs what one delivery used to. A row another worker
 or the scheduler moved first is left alone and missing from the answer.
 """
 

@@ -4,7 +4,7 @@ A signup whose step 1 is due at once used to get a message of its own, and the w
 sent it alone: every email paid a message, a claim, a facts query and a finish. Now the
 API pushes the id onto this buffer (a Redis list) and, only when no drain is pending,
 enqueues one `drip.drain_due_now` message. The drain takes whatever the buffer holds and
-enqueues it as the same 25-id batch messages the scheduler sends. Idle, an email waits
+enqueues it as the same batch messages (`BATCH` ids each) the scheduler sends. Idle, an email waits
 for two messages and `LINGER` instead of one message (no scheduler tick); at a steady rate
 the ids of that short wait share a batch; under a burst, ids pile up while the workers
 are busy and leave 25 at a time, so the burst costs what the batched path costs.

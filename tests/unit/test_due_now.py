@@ -81,9 +81,10 @@ def test_a_burst_of_single_ids_is_sent_in_batches_and_each_row_once(
     assert broker.enqueued == [send_actor.DRAIN_ACTOR]
     # When the worker runs
     run_worker(broker)
-    # Then the 120 ids went out as 25-id batches, not one message each
-    assert [len(b) for b in batches] == [25, 25, 25, 25, 20]
-    assert broker.enqueued.count(send_actor.SEND_BATCH_ACTOR) == 5
+    # Then the 120 ids went out as full batches, not one message each
+    sizes = [min(send_actor.BATCH, 120 - start) for start in range(0, 120, send_actor.BATCH)]
+    assert [len(b) for b in batches] == sizes
+    assert broker.enqueued.count(send_actor.SEND_BATCH_ACTOR) == len(sizes)
     # And each row was sent exactly once: the second copy of each id found it claimed
     sent = sorted(e.to_email for e in twin.transport.sent)
     assert sent == sorted(f"p{n}@example.com" for n in range(60))
