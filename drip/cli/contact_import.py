@@ -7,18 +7,16 @@ in the summary), 2 when the file or an option cannot be used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from drip.audit import current_operator, record_audit
 from drip.cli.common import console, errors, load_settings, opened_runtime
 from drip.cli.output import JSON, print_json, table
+from drip.cli.progress_bar import progress_bar
 from drip.contacts.importer import ImportSummary, import_contacts
 from drip.contacts.imports import ImportFileError, parse_time, read_import_file
 from drip.db import transaction, utcnow
@@ -85,7 +83,14 @@ def import_file(
     settings = load_settings()
     with opened_runtime(settings) as runtime:
         sequence = _sequence(runtime.catalog, sequence_id, start_at)
-        with _progress_bar(len(parsed.rows), quiet=as_json) as advance:
+        with progress_bar(label="importing", quiet=as_json) as show:
+            done = 0
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
+                show(done, len(parsed.rows))
+
             summary = import_contacts(
                 runtime.sessions,
                 parsed.rows,
@@ -134,18 +139,6 @@ def _sequence(catalog: SequenceCatalog, sequence_id: str, start_at: str | None) 
             "import sends no confirmation email: it cannot enrol anyone into it"
         )
     return sequence
-
-
-@contextmanager
-def _progress_bar(total: int, *, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar on the terminal (stderr, so stdout stays clean), else nothing."""
-    if quiet or not errors.writes_to_terminal():
-        yield lambda _count: None
-        return
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task("importing", total=total)
-        yield lambda count: bar.advance(task, count)
 
 
 def _print_summary(summary: ImportSummary) -> None:

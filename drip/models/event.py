@@ -40,7 +40,8 @@ class ProviderEvent(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: The delivery's first event of this name: the row the funnel counts, raw or aggregated.
+    #: The delivery's first event of this name: the row the funnel counts, as it is stored
+    #: (the trigger of `drip.reports.counting`).
     first_of_kind: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: The delivery's first open that SendGrid flagged `sg_machine_open`.
     first_machine_open: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from drip.cli import contact_import
+from drip.cli import progress_bar as progress_bar_module
 from drip.cli.main import app
 from drip.contacts import imports
 from drip.contacts.imports import (
@@ -286,10 +286,10 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_for_json(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     screen = io.StringIO()
-    monkeypatch.setattr(contact_import, "errors", Terminal(file=screen, force_terminal=True))
-    with contact_import._progress_bar(2000, quiet=True) as advance:
-        advance(1000)
+    monkeypatch.setattr(progress_bar_module, "errors", Terminal(file=screen, force_terminal=True))
+    with progress_bar_module.progress_bar(label="importing", quiet=True) as show:
+        show(1000, 2000)
     assert screen.getvalue() == ""
-    with contact_import._progress_bar(2000, quiet=False) as advance:
-        advance(1000)
+    with progress_bar_module.progress_bar(label="importing", quiet=False) as show:
+        show(1000, 2000)
     assert "importing" in screen.getvalue()
