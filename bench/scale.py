@@ -20,6 +20,7 @@ delivered, open), in monthly partitions. Then, at each size:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -74,7 +75,8 @@ TABLES = (
     "delivery_counts",
 )
 
-DATABASE = "drip_bench_scale_sizes"
+#: This run's database (by process id: two runs at once never share one).
+DATABASE = f"drip_bench_scale_sizes_{os.getpid()}"
 SEQUENCE = "executive-resume"
 
 
