@@ -3,7 +3,6 @@ the real sender)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -34,9 +33,7 @@ def world(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
     """The unit world with a second sequence, `other`, and the sender capped at `CAP`."""
     quick = yaml.safe_load((sequences_dir / "quick.yaml").read_text())
     (sequences_dir / "other.yaml").write_text(yaml.safe_dump({**quick, "id": "other"}))
-    for world in build_world(tmp_path, sequences_dir):
-        world.sender.policy = dataclasses.replace(world.sender.policy, daily_cap=CAP)
-        yield world
+    yield from build_world(tmp_path, sequences_dir, daily_cap=CAP)
 
 
 def given_contact(

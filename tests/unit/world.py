@@ -107,10 +107,15 @@ class World:
             return session.scalars(select(Delivery).where(Delivery.id == delivery_id)).one()
 
 
-def build_world(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
-    """A world on a fresh SQLite database of the test sequences (a fixture's body)."""
-    url = f"sqlite:///{tmp_path / 'unit.db'}"
-    upgrade_database(url)
+def build_world(
+    tmp_path: Path, sequences_dir: Path, *, database_url: str | None = None, daily_cap: int = 0
+) -> Iterator[World]:
+    """A world of the test sequences (a fixture's body): on a fresh SQLite database, or on
+    `database_url`, already migrated (PostgreSQL, for the SQL that differs by database); the
+    sender capped at `daily_cap` emails a day (0: none)."""
+    url = database_url or f"sqlite:///{tmp_path / 'unit.db'}"
+    if database_url is None:
+        upgrade_database(url)
     engine = create_db_engine(url)
     sessions = session_factory(engine)
     catalog = SequenceCatalog.load(sequences_dir, postal_address="1 Example Street")
@@ -127,6 +132,7 @@ def build_world(tmp_path: Path, sequences_dir: Path) -> Iterator[World]:
             max_backoff=60,
             queue_lease=QUEUE_LEASE,
             ambiguous_wait=AMBIGUOUS_WAIT,
+            daily_cap=daily_cap,
         ),
         clock=clock,
     )
