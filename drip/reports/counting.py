@@ -35,10 +35,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from drip.models.delivery import PENDING
 
 #: Attributed measures, counted beside the delivery statuses.
 UNSUBSCRIBED, CONVERTED, HUMAN_CLICK = "unsubscribed", "converted", "human_click"
+
+#: The measure of every pending delivery (migration 0015), the funnel's column of them.
+PENDING_MEASURE = "scheduled"
 
 #: The transition tables' names inside a trigger.
 NEW, OLD = "new_rows", "old_rows"
@@ -216,17 +221,46 @@ def attribute_clicks(dialect: str, deliveries: str) -> list[str]:
 @dataclass(frozen=True)
 class Trigger:
     """One trigger: after `event` on `table`, the statements to run; `columns` are the
-    table's columns the statements read through `new_rows` / `old_rows`."""
+    table's columns the statements read through `new_rows` / `old_rows`.
+
+    With `when` None it is statement-level on PostgreSQL (migrations 0013, 0014). Otherwise
+    it is row-level on both databases and fires only for a row meeting `when` (over `NEW` /
+    `OLD`; "" for every row), which PostgreSQL evaluates without calling the function; then
+    the statements run only if `guard` (which may read other tables) holds."""
 
     table: str
     event: str
     columns: tuple[str, ...]
     statements: tuple[str, ...]
+    when: str | None = None
+    guard: str = ""
+    purpose: str = "count"
 
     @property
     def name(self) -> str:
         """The trigger's (and on PostgreSQL its function's) name."""
-        return f"drip_count_{self.table}_{self.event.lower()}"
+        return f"drip_{self.purpose}_{self.table}_{self.event.lower()}"
+
+
+def counting_trigger(
+    counted: Counted, columns: tuple[str, ...], event: str, dialect: str, *, when: str | None = None
+) -> Trigger:
+    """The trigger that appends the change `event` makes to the counts of `counted`'s rows
+    (`when`: as in `Trigger`)."""
+    return Trigger(
+        counted.table,
+        event,
+        columns,
+        (
+            deltas(
+                counted,
+                dialect,
+                new=NEW if event != "DELETE" else None,
+                old=OLD if event != "INSERT" else None,
+            ),
+        ),
+        when=when,
+    )
 
 
 def _changed(condition: str, pick: str) -> str:
@@ -235,8 +269,9 @@ def _changed(condition: str, pick: str) -> str:
 
 
 def triggers(dialect: str) -> list[Trigger]:
-    """Every trigger that keeps the deliveries' and attributions' counts (migration 0013),
-    for `dialect`."""
+    """Every trigger that kept the deliveries' and attributions' counts as migration 0013
+    made them (statement-level on PostgreSQL, each delivery status its own measure), for
+    `dialect`: what migration 0015 replaces by `row_triggers`, and puts back going down."""
     # A row became sent, stopped being sent, or was sent at another time.
     distinct = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
     sent = "(CASE WHEN {r}.status = 'sent' THEN {r}.sent_at END)"
@@ -324,19 +359,125 @@ def triggers(dialect: str) -> list[Trigger]:
             tuple(attribute_clicks(dialect, f"SELECT delivery_id FROM {OLD} WHERE human")),
         ),
         *(
-            Trigger(
-                "funnel_attributions",
-                event,
-                ATTRIBUTIONS.columns,
-                (
-                    deltas(
-                        ATTRIBUTIONS,
-                        dialect,
-                        new=NEW if event != "DELETE" else None,
-                        old=OLD if event != "INSERT" else None,
-                    ),
-                ),
-            )
+            counting_trigger(ATTRIBUTIONS, ATTRIBUTIONS.columns, event, dialect)
+            for event in ("INSERT", "UPDATE", "DELETE")
+        ),
+    ]
+
+
+def pending_as_scheduled(row: str) -> str:
+    """SQL: the measure of the delivery `row` (an alias, `NEW` or `OLD`): its status, but
+    `scheduled` for every pending one (`PENDING`), as the funnel shows them, so a move
+    within pending (claim, renew, claim to send) changes no count."""
+    return (
+        f"CASE WHEN {row}.status IN ({listed(s.value for s in PENDING)})"
+        f" THEN '{PENDING_MEASURE}' ELSE {row}.status END"
+    )
+
+
+#: The planned deliveries counted under `pending_as_scheduled` (migration 0015).
+PLANNED_DELIVERIES = replace(DELIVERIES, measure=pending_as_scheduled("r"))
+
+
+def _either(condition: str, *columns: str, distinct: str) -> str:
+    """SQL over `NEW` / `OLD`: `condition` or any of `columns` changed."""
+    return " OR ".join([condition, *(f"OLD.{c} {distinct} NEW.{c}" for c in columns)])
+
+
+def row_triggers(dialect: str) -> list[Trigger]:
+    """Every trigger that keeps the deliveries' and attributions' counts (migration 0015),
+    for `dialect`: row-level, each firing only for a row whose counted key or attributed
+    ending may have changed, so a move within pending, or a send to a contact neither
+    unsubscribed nor converted, costs no statement."""
+    distinct = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+    rows = (*DELIVERIES.columns, "contact_id")
+    counted_moved = _either(
+        f"{pending_as_scheduled('OLD')} {distinct} {pending_as_scheduled('NEW')}",
+        "resend",
+        "created_at",
+        "sequence_id",
+        "step_id",
+        distinct=distinct,
+    )
+    attributable = "({r}.status = 'sent' AND NOT {r}.resend)"
+    sent_moved = (
+        f"{attributable.format(r='OLD')} <> {attributable.format(r='NEW')} OR"
+        f" ({attributable.format(r='NEW')} AND OLD.sent_at {distinct} NEW.sent_at)"
+    )
+
+    def ended(r: str) -> str:
+        # Whether the row's enrolment may have an ending to attribute, or has one to take back.
+        return (
+            f"EXISTS (SELECT 1 FROM contacts c WHERE c.id = {r}.contact_id"
+            " AND c.status = 'unsubscribed')"
+            f" OR EXISTS (SELECT 1 FROM enrollments e WHERE e.id = {r}.enrollment_id"
+            " AND e.status = 'converted')"
+            f" OR EXISTS (SELECT 1 FROM funnel_attributions a WHERE a.enrollment_id ="
+            f" {r}.enrollment_id AND a.measure IN ('{UNSUBSCRIBED}', '{CONVERTED}'))"
+        )
+
+    def attribution(event: str, when: str, r: str) -> Trigger:
+        return Trigger(
+            "deliveries",
+            event,
+            rows,
+            tuple(attribute_endings(dialect, f"SELECT {r}.enrollment_id")),
+            when=when,
+            guard=ended(r),
+            purpose="attribute",
+        )
+
+    def counting(event: str, when: str) -> Trigger:
+        return counting_trigger(PLANNED_DELIVERIES, rows, event, dialect, when=when)
+
+    human_moved = "OLD.human <> NEW.human OR OLD.delivery_id <> NEW.delivery_id"
+    return [
+        counting("INSERT", "NOT NEW.resend"),
+        counting("UPDATE", counted_moved),
+        counting("DELETE", "NOT OLD.resend"),
+        attribution("INSERT", attributable.format(r="NEW"), "NEW"),
+        attribution("UPDATE", sent_moved, "NEW"),
+        attribution("DELETE", attributable.format(r="OLD"), "OLD"),
+        Trigger(
+            "contacts",
+            "UPDATE",
+            CONTACTS,
+            tuple(
+                attribute_endings(dialect, "SELECT id FROM enrollments WHERE contact_id = NEW.id")
+            ),
+            when="(OLD.status = 'unsubscribed') <> (NEW.status = 'unsubscribed')",
+        ),
+        Trigger(
+            "enrollments",
+            "UPDATE",
+            ENROLLMENTS,
+            tuple(attribute_endings(dialect, "SELECT NEW.id")),
+            when="(OLD.status = 'converted') <> (NEW.status = 'converted')"
+            " OR (NEW.status = 'converted' AND OLD.run <> NEW.run)",
+        ),
+        Trigger(
+            "link_clicks",
+            "INSERT",
+            CLICKS,
+            tuple(attribute_clicks(dialect, "SELECT NEW.delivery_id")),
+            when="NEW.human",
+        ),
+        Trigger(
+            "link_clicks",
+            "UPDATE",
+            CLICKS,
+            tuple(attribute_clicks(dialect, "SELECT NEW.delivery_id UNION SELECT OLD.delivery_id")),
+            when=human_moved,
+        ),
+        Trigger(
+            "link_clicks",
+            "DELETE",
+            CLICKS,
+            tuple(attribute_clicks(dialect, "SELECT OLD.delivery_id")),
+            when="OLD.human",
+        ),
+        *(
+            counting_trigger(ATTRIBUTIONS, ATTRIBUTIONS.columns, event, dialect, when="")
             for event in ("INSERT", "UPDATE", "DELETE")
         ),
     ]
@@ -362,7 +503,9 @@ def create_statements(dialect: str, chosen: list[Trigger] | None = None) -> list
     (PostgreSQL or SQLite)."""
     found = []
     for trigger in triggers(dialect) if chosen is None else chosen:
-        if dialect == "postgresql":
+        if trigger.when is not None:
+            found.extend(_row_level(dialect, trigger))
+        elif dialect == "postgresql":
             body = "".join(f"    {statement};\n" for statement in trigger.statements)
             found.append(
                 f"CREATE FUNCTION {trigger.name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
@@ -383,6 +526,25 @@ def create_statements(dialect: str, chosen: list[Trigger] | None = None) -> list
                 f"FOR EACH ROW BEGIN\n{body}END"
             )
     return found
+
+
+def _row_level(dialect: str, trigger: Trigger) -> list[str]:
+    """The DDL of a row-level `trigger` that fires only when its `when` holds."""
+    statements = [_one_row(statement, trigger.columns) for statement in trigger.statements]
+    head = f"CREATE TRIGGER {trigger.name} AFTER {trigger.event} ON {trigger.table} FOR EACH ROW"
+    if dialect != "postgresql":
+        when = " AND ".join(f"({c})" for c in (trigger.when, trigger.guard) if c)
+        body = "".join(f"    {statement};\n" for statement in statements)
+        return [f"{head}{f' WHEN {when}' if when else ''} BEGIN\n{body}END"]
+    body = "".join(f"        {statement};\n" for statement in statements)
+    if trigger.guard:
+        body = f"    IF {trigger.guard} THEN\n{body}    END IF;\n"
+    return [
+        f"CREATE FUNCTION {trigger.name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"BEGIN\n{body}    RETURN NULL;\nEND\n$$",
+        f"{head}{f' WHEN ({trigger.when})' if trigger.when else ''}"
+        f" EXECUTE FUNCTION {trigger.name}()",
+    ]
 
 
 def drop_statements(dialect: str, chosen: list[Trigger] | None = None) -> list[str]:
