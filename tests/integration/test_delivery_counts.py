@@ -473,3 +473,61 @@ def test_the_migration_counts_the_rows_already_stored(
     for _ in range(40):
         mix.step()
     assert_counts_match(chosen, now=mix.now)
+
+
+def pending_measures(session: Session) -> tuple[Counter[tuple[str, str, str]], Counter[str]]:
+    """The kept counts of the pending measures, and a scan of the pending planned rows by
+    status."""
+    kept: Counter[tuple[str, str, str]] = Counter()
+    for (seq, step, measure), n in read_counts(session).items():
+        if measure in {status.value for status in PENDING}:
+            kept[(seq, step, measure)] += n
+    scan: Counter[str] = Counter()
+    for status, n in session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.resend.is_(False), Delivery.status.in_(PENDING))
+        .group_by(Delivery.status)
+    ):
+        scan[status.value] += n
+    return +kept, +scan
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_migration_0015_merges_the_pending_counts_and_back(
+    runtime: Runtime,
+    sqlite_runtime: Runtime,  # noqa: F811
+    database: str,
+) -> None:
+    # Given a mix of changes, folded and not, with rows left queued and sending
+    chosen = runtime if database == "postgresql" else sqlite_runtime
+    mix = Mix(chosen, seed=6)
+    for _ in range(80):
+        mix.step()
+    with transaction(chosen.sessions) as session:
+        for _ in range(4):
+            mix.signup(session)
+        queued = session.scalars(
+            select(Delivery.id).where(Delivery.status == DeliveryStatus.QUEUED)
+        ).all()
+        claim_to_send(session, list(queued[:2]), now=mix.now, send_lease=30)
+    url = chosen.settings.database_url
+    for _ in range(2):
+        # When it goes down to 0014, each pending status is its own measure again
+        command.downgrade(alembic_config(url), "0014")
+        with chosen.sessions() as session:
+            kept, scan = pending_measures(session)
+        assert {status for (_, _, status) in kept} >= {"scheduled", "queued", "sending"}
+        by_status: Counter[str] = Counter()
+        for (_, _, status), n in kept.items():
+            by_status[status] += n
+        assert by_status == scan
+        assert_counts_match(chosen, now=mix.now)
+        # And up to 0015, one measure, and the triggers count what follows
+        upgrade_database(url)
+        with chosen.sessions() as session:
+            kept, scan = pending_measures(session)
+        assert {status for (_, _, status) in kept} == {"scheduled"}
+        assert sum(kept.values()) == sum(scan.values())
+        for _ in range(30):
+            mix.step()
+        assert_counts_match(chosen, now=mix.now)
