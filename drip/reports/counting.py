@@ -172,6 +172,21 @@ def deltas(
     )
 
 
+def row_deltas(counted: Counted, dialect: str, *, new: str | None, old: str | None) -> str:
+    """INSERT +1 under the key of the one-row table `new` and -1 under that of `old`, each
+    if it is counted: a row trigger's change, with nothing to group (the fold sums)."""
+    parts = [
+        f"SELECT {_key(counted, dialect)}, {n} AS c FROM {rows} r {counted.join}"
+        f" WHERE {counted.where}"
+        for rows, n in ((new, 1), (old, -1))
+        if rows
+    ]
+    return (
+        "INSERT INTO delivery_count_deltas (day, sequence_id, step_id, measure, n) "
+        + " UNION ALL ".join(parts)
+    )
+
+
 def _later(extra: str = "") -> str:
     # Whether a sent planned delivery of the same enrolment comes after d (sent_at, then id).
     return (
@@ -252,7 +267,7 @@ def counting_trigger(
         event,
         columns,
         (
-            deltas(
+            (deltas if when is None else row_deltas)(
                 counted,
                 dialect,
                 new=NEW if event != "DELETE" else None,
