@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from drip.production import Override, parse_overrides, production_problems
 from drip.secret_file import read_or_create_secret
 
+#: The highest daily cap (DRIP_MAX_EMAILS_PER_DAY, `--max-per-day`): a cap above it is no
+#: cap for a drip, and plan's forecast reads one column per email of the cap.
+MAX_DAILY_CAP = 1000
+
 #: The shortest admin or metrics bearer token accepted.
 MIN_TOKEN_LENGTH = 32
 
@@ -106,7 +110,7 @@ class Settings(BaseSettings):
     send_concurrency: int = Field(default=8, gt=0, le=64)
     #: Emails one contact may get in any 24 hours, all sequences together; a step past it
     #: is postponed, never dropped. 0: no cap.
-    max_emails_per_day: int = Field(default=0, ge=0)
+    max_emails_per_day: int = Field(default=0, ge=0, le=MAX_DAILY_CAP)
     send_max_attempts: int = Field(default=8, gt=0)
     send_min_backoff: float = Field(default=1.0, gt=0)
     send_max_backoff: float = Field(default=300.0, gt=0)

@@ -18,6 +18,7 @@ from rich.text import Text
 from drip.audit import current_operator
 from drip.cli.common import console, errors, load_settings, opened_runtime, report_sequence_error
 from drip.cli.progress_bar import progress_bar
+from drip.config import MAX_DAILY_CAP
 from drip.db import create_db_engine, session_factory, transaction, utcnow
 from drip.errors import DripError, Problem, RenderError, SendError, SequenceError, UnknownSequence
 from drip.render.preview import screenshot, write_preview
@@ -243,7 +244,11 @@ def simulate(
         None, "--downloaded", help="OFFSET: when the subscriber fetches the file, e.g. 1h."
     ),
     max_per_day: int | None = typer.Option(
-        None, "--max-per-day", min=0, help="The daily cap (default: DRIP_MAX_EMAILS_PER_DAY)."
+        None,
+        "--max-per-day",
+        min=0,
+        max=MAX_DAILY_CAP,
+        help="The daily cap (default: DRIP_MAX_EMAILS_PER_DAY).",
     ),
 ) -> None:
     """Every step's send time in UTC and the subscriber's local time, windows and DST
@@ -311,7 +316,11 @@ def _sample_subject(catalog: SequenceCatalog, loaded: LoadedSequence) -> Callabl
 def plan(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     max_per_day: int | None = typer.Option(
-        None, "--max-per-day", min=0, help="The daily cap (default: DRIP_MAX_EMAILS_PER_DAY)."
+        None,
+        "--max-per-day",
+        min=0,
+        max=MAX_DAILY_CAP,
+        help="The daily cap (default: DRIP_MAX_EMAILS_PER_DAY).",
     ),
 ) -> None:
     """What the files as they are now do to everyone in flight, per sequence, and which of

@@ -39,6 +39,10 @@ from drip.models import ProviderEvent, ProviderEventId
 #: The advisory lock class of a delivery's events (`pg_advisory_xact_lock(class, key)`).
 DELIVERY_LOCK_CLASS = 0x6472_6965
 
+#: How many advisory locks a batch may hold at most (PostgreSQL's lock table holds
+#: max_locks_per_transaction x max_connections, 6,400 by default, for every session).
+LOCK_BUCKETS = 1024
+
 
 def event_id(event: dict[str, Any]) -> str:
     """SendGrid's id for the event, or a stable hash of its content."""
@@ -112,10 +116,12 @@ def store_events(session: Session, events: list[dict[str, Any]], *, now: datetim
 
 
 def lock_deliveries(session: Session, deliveries: list[int | None]) -> None:
-    """PostgreSQL: hold the advisory lock of each delivery until commit, taken in ascending
-    key order in one statement (SQLite serialises writers anyway)."""
-    # A 31-bit key per delivery: two deliveries sharing one only wait for each other.
-    found = sorted({d % 2_147_483_647 for d in deliveries if d is not None})
+    """PostgreSQL: hold the advisory lock of each delivery's bucket until commit, taken in
+    ascending key order in one statement (SQLite serialises writers anyway). A batch takes
+    at most `LOCK_BUCKETS` locks, however many deliveries it names, so a large batch never
+    runs the server's lock table out of slots; two deliveries sharing a bucket only wait
+    for each other."""
+    found = sorted({d % LOCK_BUCKETS for d in deliveries if d is not None})
     if not found or session.get_bind().dialect.name != "postgresql":
         return
     keys = func.unnest(found).table_valued(column("k", Integer)).render_derived(name="keys")

@@ -165,12 +165,14 @@ class DeliverySender:
                     if delivery.id in reported
                     else decide(delivery, found, self.catalog, now, daily_cap=self.policy.daily_cap)
                 )
+                if delivery.id in reported or not isinstance(decision, End):
+                    went = reported.get(delivery.id) or now  # reported sent, or going now
+                    going[delivery.contact_id] = (*going.get(delivery.contact_id, ()), went)
                 if isinstance(decision, End):
                     ended.append(self._ended(delivery, decision, found, now))
                     results[delivery.id] = SendResult(decision.outcome)
                     continue
                 assert found is not None  # decide ends a row without facts
-                going[delivery.contact_id] = (*going.get(delivery.contact_id, ()), now)
                 try:
                     email = self._compose(delivery, found.contact, decision)
                 except RenderError as exc:

@@ -18,7 +18,7 @@ import drip.cli.sequences as sequences_cli
 import drip.studio.impact as studio_impact
 from drip.cli.main import app
 from drip.db import transaction
-from drip.models import Contact, Delivery, DeliveryStatus, Enrollment
+from drip.models import Contact, Delivery, DeliveryStatus, Enrollment, ProviderEvent
 from drip.schedule.impact import Group, plan_changes
 from drip.send.sender import Outcome
 from drip.sequences.catalog import SequenceCatalog
@@ -234,3 +234,44 @@ def test_one_batch_counts_what_it_already_sends_against_the_cap(world: World) ->
     assert outcomes == [Outcome.POSTPONED.value, Outcome.SENT.value]
     (held,) = [i for i, r in results.items() if r.outcome is Outcome.POSTPONED]
     assert world.row(held).due_at == START - timedelta(hours=2) + timedelta(days=1)
+
+
+def test_a_send_reported_in_the_same_batch_counts_against_the_cap(world: World) -> None:
+    # Given a contact sent one email in the last day, their `quick` email sent again after a
+    # lost answer (its first send since reported processed), and their `other` email due
+    quick = given_contact(
+        world.sessions, "both@example.com", {"quick": [timedelta(hours=2)], "other": []}
+    )
+    with transaction(world.sessions) as session:
+        first = session.get(Delivery, quick)
+        assert first is not None
+        first.attempts = 2
+        session.add(
+            ProviderEvent(
+                sg_event_id="processed-1",
+                event="processed",
+                delivery_id=quick,
+                payload={"event": "processed"},
+                occurred_at=START - timedelta(minutes=5),
+                received_at=START - timedelta(minutes=4),
+            )
+        )
+        other = Delivery(
+            enrollment_id=session.scalars(
+                select(Enrollment.id).where(Enrollment.sequence_id == "other")
+            ).one(),
+            contact_id=first.contact_id,
+            sequence_id="other",
+            step_id="second",
+            status=DeliveryStatus.QUEUED,
+            due_at=START,
+        )
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    # When one batch takes both
+    results = world.sender.send_batch([quick, other_id])
+    # Then the reported one is recorded sent, and the other waits: two went in the last day
+    assert results[quick].outcome is Outcome.SENT
+    assert results[other_id].outcome is Outcome.POSTPONED
+    assert world.transport.sent == []

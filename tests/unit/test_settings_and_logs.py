@@ -7,7 +7,7 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
-from drip.config import Settings, TransportName
+from drip.config import MAX_DAILY_CAP, Settings, TransportName
 from drip.logs import configure_logging, mask_address
 
 
@@ -109,3 +109,9 @@ def test_trusted_proxies_are_networks_or_the_settings_say_which_is_not() -> None
     assert Settings().trusted_proxy_networks == ()
     with pytest.raises(ValidationError, match=r"DRIP_TRUSTED_PROXIES: 'proxy\.local'"):
         Settings(trusted_proxies="10.0.0.1,proxy.local")
+
+
+def test_a_daily_cap_past_the_highest_is_refused_naming_the_setting() -> None:
+    assert Settings(max_emails_per_day=MAX_DAILY_CAP).max_emails_per_day == MAX_DAILY_CAP
+    with pytest.raises(ValidationError, match="max_emails_per_day"):
+        Settings(max_emails_per_day=MAX_DAILY_CAP + 1)

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, DateTime, any_, bindparam, func, select
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
@@ -26,6 +26,7 @@ from drip.models import (
     ProviderEvent,
     SequenceState,
 )
+from drip.models.base import UTCDateTime
 from drip.send.decisions import Facts
 from drip.send.stores.base import FactNeeds
 
@@ -142,7 +143,7 @@ class _FactStatements:
             .where(among(Download.contact_id))
             .distinct()
         )
-        since: ColumnElement[datetime] = bindparam("since", type_=DateTime(timezone=True))
+        since: ColumnElement[datetime] = bindparam("since", type_=UTCDateTime())
         self.sent_since = select(Delivery.contact_id, Delivery.sent_at).where(
             among(Delivery.contact_id),
             Delivery.status == DeliveryStatus.SENT,
