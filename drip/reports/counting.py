@@ -421,14 +421,14 @@ def row_triggers(dialect: str) -> list[Trigger]:
     )
 
     def ended(r: str) -> str:
-        # Whether the row's enrolment may have an ending to attribute, or has one to take back.
+        # Whether the row's enrolment has an ending to attribute. Without one it holds no
+        # attribution either: the triggers on contacts and enrollments take them back as
+        # soon as the contact is no longer unsubscribed or the enrolment no longer converted.
         return (
             f"EXISTS (SELECT 1 FROM contacts c WHERE c.id = {r}.contact_id"
             " AND c.status = 'unsubscribed')"
             f" OR EXISTS (SELECT 1 FROM enrollments e WHERE e.id = {r}.enrollment_id"
             " AND e.status = 'converted')"
-            f" OR EXISTS (SELECT 1 FROM funnel_attributions a WHERE a.enrollment_id ="
-            f" {r}.enrollment_id AND a.measure IN ('{UNSUBSCRIBED}', '{CONVERTED}'))"
         )
 
     def attribution(event: str, when: str, r: str) -> Trigger:

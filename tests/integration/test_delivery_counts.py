@@ -248,6 +248,46 @@ class Mix:
                 if enrollment.status is EnrollmentStatus.ACTIVE and len(step) < 12:
                     session.add(self._row(enrollment, step))
 
+    def send_after_ending(self, session: Session) -> None:
+        # A row already sending when its contact unsubscribes or its run converts is sent:
+        # the ending is attributed to it, the last email.
+        ids = claim_due(session, now=self.now, limit=2, queue_lease=30)
+        claimed = claim_to_send(session, ids, now=self.now, send_lease=30)
+        if claimed:
+            row = claimed[0]
+            if self.random.random() < 0.5:
+                contact = session.get(Contact, row.contact_id)
+                assert contact is not None
+                unsubscribe_contact(session, contact.public_id, reason="link", now=self.now)
+            else:
+                end_enrollments(
+                    session,
+                    row.contact_id,
+                    reason="goal",
+                    now=self.now,
+                    sequence_id=row.sequence_id,
+                    status=EnrollmentStatus.CONVERTED,
+                )
+        sent = {"status": DeliveryStatus.SENT, "sent_at": self.now}
+        finish_rows(session, {row.id: dict(sent) for row in claimed}, now=self.now)
+
+    def drop_last_sent(self, session: Session) -> None:
+        # The last sent row of an ended enrolment goes: the one sent before it is the last.
+        ended = (
+            select(Delivery.id)
+            .join(Contact, Contact.id == Delivery.contact_id)
+            .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+            .where(
+                Delivery.status == DeliveryStatus.SENT,
+                (Contact.status == ContactStatus.UNSUBSCRIBED)
+                | (Enrollment.status == EnrollmentStatus.CONVERTED),
+            )
+            .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
+            .limit(1)
+        )
+        if (found := session.scalar(ended)) is not None:
+            session.execute(delete(Delivery).where(Delivery.id == found))
+
     def resend(self, session: Session) -> None:
         # A resend, sent: off the planned line, so neither counted nor an unsubscribe's email.
         row = session.scalar(select(Delivery).where(Delivery.status == "sent").limit(1))
@@ -344,6 +384,8 @@ class Mix:
         actions = [
             (self.signup, 4),
             (self.send, 6),
+            (self.send_after_ending, 1),
+            (self.drop_last_sent, 0.5),
             (self.unsubscribe, 1),
             (self.resend, 0.5),
             (self.subscribe_again, 0.5),
