@@ -6,10 +6,12 @@ sequence; step; measure), so a change is "-1 under the old key, +1 under the new
 appended to `delivery_count_deltas` in the transaction of the change:
 
 - a delivery of the planned line (`resend = false`; confirmations included) counts under
-  its status;
+  its status, every pending one (scheduled, queued, sending) under `scheduled`, the
+  funnel's column (`pending_as_scheduled`; migration 0015), so moves within pending net
+  to nothing;
 - a `funnel_attributions` row counts under its measure. Its rows say which delivery an
   enrolment's end is attributed to, recomputed (taken back and added again) for the
-  enrolments and deliveries a statement touched:
+  enrolments and deliveries a change may have moved:
   - `unsubscribed`: the enrolment's last sent planned delivery (latest `sent_at`, then
     highest id), while its contact's status is `unsubscribed` (a contact who subscribes
     again, or is forgotten, is no longer counted);
@@ -25,10 +27,14 @@ appended to `delivery_count_deltas` in the transaction of the change:
   back, and the counts outlive the rows. An event whose delivery is unknown when it is
   stored counts nowhere.
 
-The same rules generate PostgreSQL's statement-level triggers (transition tables: one
-`INSERT ... SELECT ... GROUP BY` per statement, however many rows it changed) and
-SQLite's row-level ones (the same statements over a one-row table made of `NEW`/`OLD`),
-and the migration's backfill. Changing a rule means a migration that re-creates them.
+The same rules generate the triggers of both databases and the migrations' backfills.
+`row_triggers` (migration 0015) are row-level on PostgreSQL and SQLite alike, each with a
+WHEN clause over `NEW`/`OLD` (PostgreSQL evaluates it without calling the function) so a
+row whose counted key, sent-ness, unsubscribed-ness or converted-ness did not move fires
+nothing; their statements read a one-row table made of `NEW`/`OLD`. `triggers` and
+`event_triggers` are those of migrations 0013 and 0014 (statement-level on PostgreSQL,
+over transition tables); the provider events' one is still in use. Changing a rule means
+a migration that re-creates them.
 """
 
 from __future__ import annotations
