@@ -202,6 +202,19 @@ def _later(extra: str = "") -> str:
     )
 
 
+def _insert_attributions(dialect: str, columns: str, rows: str) -> str:
+    """INSERT `rows` into `funnel_attributions`, leaving a row another transaction inserted
+    meanwhile: two transactions re-attributing one delivery at once (two first clicks on
+    one email, in two requests) each delete what they see and insert, and the second would
+    otherwise fail on the first's row, losing its whole transaction."""
+    if dialect == "postgresql":
+        return (
+            f"INSERT INTO funnel_attributions ({columns}) {rows} "
+            "ON CONFLICT (delivery_id, measure) DO NOTHING"
+        )
+    return f"INSERT OR IGNORE INTO funnel_attributions ({columns}) {rows}"
+
+
 def attribute_endings(dialect: str, enrollments: str) -> list[str]:
     """The statements that re-attribute `unsubscribed` and `converted` for the enrolments
     whose ids `enrollments` (a subquery) selects."""
@@ -211,16 +224,19 @@ def attribute_endings(dialect: str, enrollments: str) -> list[str]:
     return [
         f"DELETE FROM funnel_attributions WHERE measure IN ('{UNSUBSCRIBED}', '{CONVERTED}')"
         f" AND enrollment_id IN ({enrollments})",
-        f"INSERT INTO funnel_attributions ({columns}) "
-        f"SELECT d.id, '{UNSUBSCRIBED}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
-        "FROM deliveries d JOIN contacts c ON c.id = d.contact_id "
-        f"WHERE d.enrollment_id IN ({enrollments}) AND c.status = 'unsubscribed' "
-        f"AND {last} AND {_later()} "
-        "UNION ALL "
-        f"SELECT d.id, '{CONVERTED}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
-        "FROM deliveries d JOIN enrollments e ON e.id = d.enrollment_id AND e.run = d.run "
-        f"WHERE d.enrollment_id IN ({enrollments}) AND e.status = 'converted' "
-        f"AND {last} AND {_later(' AND l.run = d.run')}",
+        _insert_attributions(
+            dialect,
+            columns,
+            f"SELECT d.id, '{UNSUBSCRIBED}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
+            "FROM deliveries d JOIN contacts c ON c.id = d.contact_id "
+            f"WHERE d.enrollment_id IN ({enrollments}) AND c.status = 'unsubscribed' "
+            f"AND {last} AND {_later()} "
+            "UNION ALL "
+            f"SELECT d.id, '{CONVERTED}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
+            "FROM deliveries d JOIN enrollments e ON e.id = d.enrollment_id AND e.run = d.run "
+            f"WHERE d.enrollment_id IN ({enrollments}) AND e.status = 'converted' "
+            f"AND {last} AND {_later(' AND l.run = d.run')}",
+        ),
     ]
 
 
@@ -231,11 +247,13 @@ def attribute_clicks(dialect: str, deliveries: str) -> list[str]:
     return [
         f"DELETE FROM funnel_attributions WHERE measure = '{HUMAN_CLICK}'"
         f" AND delivery_id IN ({deliveries})",
-        "INSERT INTO funnel_attributions"
-        " (delivery_id, measure, enrollment_id, day, sequence_id, step_id) "
-        f"SELECT d.id, '{HUMAN_CLICK}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
-        f"FROM deliveries d WHERE d.id IN ({deliveries}) AND NOT d.resend AND EXISTS "
-        "(SELECT 1 FROM link_clicks k WHERE k.delivery_id = d.id AND k.human)",
+        _insert_attributions(
+            dialect,
+            "delivery_id, measure, enrollment_id, day, sequence_id, step_id",
+            f"SELECT d.id, '{HUMAN_CLICK}', d.enrollment_id, {day}, d.sequence_id, d.step_id "
+            f"FROM deliveries d WHERE d.id IN ({deliveries}) AND NOT d.resend AND EXISTS "
+            "(SELECT 1 FROM link_clicks k WHERE k.delivery_id = d.id AND k.human)",
+        ),
     ]
 
 
