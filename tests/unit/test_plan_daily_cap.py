@@ -205,6 +205,25 @@ def test_the_studio_impact_panel_shows_what_the_cap_postpones(
     assert quick["groups"][0]["postponed_by_cap"] == 0
 
 
+def queue_other_second(session: Session, contact_id: int) -> int:
+    """Queue the contact's `other` step `second`, due at START; its id."""
+    other = Delivery(
+        enrollment_id=session.scalars(
+            select(Enrollment.id).where(
+                Enrollment.sequence_id == "other", Enrollment.contact_id == contact_id
+            )
+        ).one(),
+        contact_id=contact_id,
+        sequence_id="other",
+        step_id="second",
+        status=DeliveryStatus.QUEUED,
+        due_at=START,
+    )
+    session.add(other)
+    session.flush()
+    return other.id
+
+
 def test_one_batch_counts_what_it_already_sends_against_the_cap(world: World) -> None:
     # Given a contact sent one email in the last day, with their next `quick` and `other`
     # emails queued, due now, under a cap of two a day
@@ -214,19 +233,7 @@ def test_one_batch_counts_what_it_already_sends_against_the_cap(world: World) ->
     with transaction(world.sessions) as session:
         first = session.get(Delivery, quick)
         assert first is not None
-        other = Delivery(
-            enrollment_id=session.scalars(
-                select(Enrollment.id).where(Enrollment.sequence_id == "other")
-            ).one(),
-            contact_id=first.contact_id,
-            sequence_id="other",
-            step_id="second",
-            status=DeliveryStatus.QUEUED,
-            due_at=START,
-        )
-        session.add(other)
-        session.flush()
-        other_id = other.id
+        other_id = queue_other_second(session, first.contact_id)
     # When one batch takes both
     results = world.sender.send_batch([quick, other_id])
     # Then one goes and the other waits until the first email is a day old
@@ -256,19 +263,7 @@ def test_a_send_reported_in_the_same_batch_counts_against_the_cap(world: World) 
                 received_at=START - timedelta(minutes=4),
             )
         )
-        other = Delivery(
-            enrollment_id=session.scalars(
-                select(Enrollment.id).where(Enrollment.sequence_id == "other")
-            ).one(),
-            contact_id=first.contact_id,
-            sequence_id="other",
-            step_id="second",
-            status=DeliveryStatus.QUEUED,
-            due_at=START,
-        )
-        session.add(other)
-        session.flush()
-        other_id = other.id
+        other_id = queue_other_second(session, first.contact_id)
     # When one batch takes both
     results = world.sender.send_batch([quick, other_id])
     # Then the reported one is recorded sent, and the other waits: two went in the last day
