@@ -1,12 +1,12 @@
 """Reading and folding the funnel's counts (`delivery_counts` plus the deltas not yet folded).
 
 The triggers of `drip.reports.counting` append every change to `delivery_count_deltas` in
-the transaction of the change. `fold_deltas` moves them into `delivery_counts`: on
-PostgreSQL in one statement (`DELETE ... RETURNING` in a CTE, then an upsert), which
-removes only the deltas its snapshot sees, so a delta committed meanwhile stays for the
-next fold and two folds never move the same row (the second waits on the first's row
-locks, then finds those rows gone). On SQLite (one writer at a time) the deltas up to the
-highest id are added, then deleted, in the caller's transaction.
+the transaction of the change. `fold_deltas` moves the oldest of them (`FOLD_LIMIT` at
+most) into `delivery_counts`: on PostgreSQL in one statement (`DELETE ... RETURNING` in a
+CTE, then an upsert) over the rows it picked and locked once, skipping rows another fold
+holds, so two folds never move the same row and a delta committed meanwhile stays for
+the next fold. On SQLite (one writer at a time) the same oldest deltas are added, then
+deleted, in the caller's transaction.
 
 `read_counts` reads both tables in one statement, so a fold committing in between can
 neither hide a delta nor show it twice: the funnel never waits for a fold.
@@ -25,8 +25,14 @@ from drip.models import DeliveryCount, DeliveryCountDelta
 #: A count per (sequence, step, measure).
 MeasureCounts = Counter[tuple[str, str, str]]
 
+#: Deltas folded per call at most, oldest first: a bulk load appends one per row, and a
+#: recovery pass folding a million of them would hold its scheduler for seconds; the rest
+#: wait for the next passes (the funnel reads them meanwhile).
+FOLD_LIMIT = 100_000
+
 _FOLD_POSTGRESQL = text(
-    "WITH moved AS (DELETE FROM delivery_count_deltas"
+    "WITH moved AS (DELETE FROM delivery_count_deltas WHERE id = ANY(ARRAY("
+    "SELECT id FROM delivery_count_deltas ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED))"
     " RETURNING day, sequence_id, step_id, measure, n)"
     " INSERT INTO delivery_counts (day, sequence_id, step_id, measure, n)"
     " SELECT day, sequence_id, step_id, measure, sum(n) FROM moved GROUP BY 1, 2, 3, 4"
@@ -45,13 +51,14 @@ _FOLD_SQLITE = (
 )
 
 
-def fold_deltas(session: Session) -> int:
-    """Move the deltas into `delivery_counts`; return how many keys changed. Run inside a
-    transaction."""
+def fold_deltas(session: Session, *, limit: int = FOLD_LIMIT) -> int:
+    """Move the oldest `limit` deltas at most into `delivery_counts`; return how many keys
+    changed. Run inside a transaction."""
     if session.get_bind().dialect.name == "postgresql":
-        result = session.execute(_FOLD_POSTGRESQL)
+        result = session.execute(_FOLD_POSTGRESQL, {"limit": limit})
     else:
-        top = session.scalar(select(func.max(DeliveryCountDelta.id)))
+        oldest = select(DeliveryCountDelta.id).order_by(DeliveryCountDelta.id).limit(limit)
+        top = session.scalar(select(func.max(oldest.subquery().c.id)))
         if top is None:
             return 0
         result = session.execute(_FOLD_SQLITE[0], {"top": top})

@@ -377,7 +377,8 @@ class Mix:
         operator_retry(session, [], now=self.now, queue_lease=30, limit=3)
 
     def fold(self, session: Session) -> None:
-        fold_deltas(session)
+        # Bounded folds too: the oldest few moved, the rest left for the next
+        fold_deltas(session, limit=self.random.choice([1, 3, 100_000]))
 
     def step(self) -> None:
         """One random change in its own transaction, a few minutes later."""
@@ -573,3 +574,36 @@ def test_migration_0015_merges_the_pending_counts_and_back(
         for _ in range(30):
             mix.step()
         assert_counts_match(chosen, now=mix.now)
+
+
+def test_a_fold_moves_the_oldest_deltas_up_to_its_limit(runtime: Runtime) -> None:
+    # Given 30 signups' deltas not yet folded
+    with transaction(runtime.sessions) as session:
+        for n in range(30):
+            enroll_contact(
+                session,
+                SignupRequest(email=f"f{n}@example.com"),
+                catalog=runtime.catalog,
+                default_sequence="quick",
+                now=START,
+                queue_lease=30,
+            )
+    with runtime.sessions() as session:
+        before = read_counts(session)
+        waiting = session.scalar(select(func.count()).select_from(DeliveryCountDelta))
+    assert waiting is not None
+    assert waiting >= 30
+    # When a fold may move ten
+    with transaction(runtime.sessions) as session:
+        fold_deltas(session, limit=10)
+    # Then ten moved, the rest wait, and the funnel reads the same
+    with runtime.sessions() as session:
+        left = session.scalar(select(func.count()).select_from(DeliveryCountDelta))
+        assert left == waiting - 10
+        assert read_counts(session) == before
+    # And further folds empty the deltas, still reading the same
+    with transaction(runtime.sessions) as session:
+        fold_deltas(session)
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryCountDelta)) == 0
+        assert read_counts(session) == before
