@@ -457,18 +457,24 @@ def test_the_funnel_reads_the_counts(runtime: Runtime) -> None:
     assert +shown == expected
 
 
-def test_concurrent_workers_lose_no_count(runtime: Runtime) -> None:
-    # Given 400 queued rows
+def sign_up(runtime: Runtime, prefix: str, count: int) -> None:
+    """`count` signups to `quick` at START, in one transaction."""
     with transaction(runtime.sessions) as session:
-        for n in range(400):
+        for n in range(count):
             enroll_contact(
                 session,
-                SignupRequest(email=f"w{n}@example.com"),
+                SignupRequest(email=f"{prefix}{n}@example.com"),
                 catalog=runtime.catalog,
                 default_sequence="quick",
                 now=START,
                 queue_lease=30,
             )
+
+
+def test_concurrent_workers_lose_no_count(runtime: Runtime) -> None:
+    # Given 400 queued rows
+    sign_up(runtime, "w", 400)
+    with transaction(runtime.sessions) as session:
         ids = claim_due(session, now=START, limit=400, queue_lease=30)
         # (a signup whose first email is due now queues it at once)
         ids += session.scalars(
@@ -578,16 +584,7 @@ def test_migration_0015_merges_the_pending_counts_and_back(
 
 def test_a_fold_moves_the_oldest_deltas_up_to_its_limit(runtime: Runtime) -> None:
     # Given 30 signups' deltas not yet folded
-    with transaction(runtime.sessions) as session:
-        for n in range(30):
-            enroll_contact(
-                session,
-                SignupRequest(email=f"f{n}@example.com"),
-                catalog=runtime.catalog,
-                default_sequence="quick",
-                now=START,
-                queue_lease=30,
-            )
+    sign_up(runtime, "f", 30)
     with runtime.sessions() as session:
         before = read_counts(session)
         waiting = session.scalar(select(func.count()).select_from(DeliveryCountDelta))

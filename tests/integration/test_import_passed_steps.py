@@ -137,15 +137,39 @@ def test_passed_steps_count_as_neither_scheduled_nor_sent(runtime: Runtime) -> N
     }
 
 
+def import_at_c(runtime: Runtime, *emails: str) -> None:
+    """Import `emails` into paced, started at step c (a and b passed)."""
+    text = "email,consent_at\n" + "".join(f"{email},{CONSENT}\n" for email in emails)
+    parsed = parse_rows(text, now=NOW)
+    paced = runtime.catalog.get("paced").definition
+    import_contacts(runtime.sessions, parsed.rows, sequence=paced, now=NOW, start_at="c")
+
+
+def retry_skipped(runtime: Runtime) -> tuple[int, list[list[int]]]:
+    """What `drip retry --status skipped --sequence paced` counts (--dry-run), then the
+    chunks it re-queues."""
+    selection = RetryFilter(status=S.SKIPPED, sequence="paced")
+    with runtime.sessions() as session:
+        counted = count_matching(session, selection)
+    chunks = list(
+        requeue_chunks(
+            runtime.sessions,
+            selection,
+            reason="after the outage",
+            operator="ops",
+            now=utcnow(),
+            queue_lease=30,
+        )
+    )
+    return counted, chunks
+
+
 def test_drip_retry_of_skipped_rows_never_sends_a_step_passed_by_an_import(
     runtime: Runtime,
 ) -> None:
     # Given two subscribers imported at c (a and b passed), whose c rows were then skipped:
     # one as too late, one with no note at all
-    text = f"email,consent_at\nada@example.com,{CONSENT}\nbob@example.com,{CONSENT}\n"
-    parsed = parse_rows(text, now=NOW)
-    paced = runtime.catalog.get("paced").definition
-    import_contacts(runtime.sessions, parsed.rows, sequence=paced, now=NOW, start_at="c")
+    import_at_c(runtime, "ada@example.com", "bob@example.com")
     notes = ["2d late, more than max_lateness 1d", None]
     with transaction(runtime.sessions) as session:
         skipped = list(session.scalars(select(Delivery.id).where(Delivery.step_id == "c")))
@@ -156,19 +180,7 @@ def test_drip_retry_of_skipped_rows_never_sends_a_step_passed_by_an_import(
                 .values(status=S.SKIPPED, error=note)
             )
     # When an operator counts (as --dry-run does), then retries every skipped row of it
-    selection = RetryFilter(status=S.SKIPPED, sequence="paced")
-    with runtime.sessions() as session:
-        counted = count_matching(session, selection)
-    chunks = list(
-        requeue_chunks(
-            runtime.sessions,
-            RetryFilter(status=S.SKIPPED, sequence="paced"),
-            reason="after the outage",
-            operator="ops",
-            now=utcnow(),
-            queue_lease=30,
-        )
-    )
+    counted, chunks = retry_skipped(runtime)
     # Then only the two c rows go again, as counted; every a and b stays passed
     assert counted == 2
     assert [sorted(chunk) for chunk in chunks] == [sorted(skipped)]
@@ -254,27 +266,12 @@ def test_a_forgotten_contact_keeps_the_steps_an_import_passed_out_of_a_retry(
 ) -> None:
     # Given a subscriber imported at c (a and b passed), then forgotten: the error texts of
     # their rows are erased, as they may quote the address
-    text = f"email,consent_at\nada@example.com,{CONSENT}\n"
-    parsed = parse_rows(text, now=NOW)
-    paced = runtime.catalog.get("paced").definition
-    import_contacts(runtime.sessions, parsed.rows, sequence=paced, now=NOW, start_at="c")
+    import_at_c(runtime, "ada@example.com")
     with transaction(runtime.sessions) as session:
         contact = session.scalars(select(Contact)).one()
         forget_contact(session, contact, now=utcnow())
     # When an operator retries every skipped row
-    selection = RetryFilter(status=S.SKIPPED, sequence="paced")
-    with runtime.sessions() as session:
-        counted = count_matching(session, selection)
-    chunks = list(
-        requeue_chunks(
-            runtime.sessions,
-            selection,
-            reason="after the outage",
-            operator="ops",
-            now=utcnow(),
-            queue_lease=30,
-        )
-    )
+    counted, chunks = retry_skipped(runtime)
     # Then the passed steps kept their mark, and none of them is queued
     assert (counted, chunks) == (0, [])
     passed = [(step, status, error) for step, status, error in rows(runtime) if step in "ab"]
