@@ -31,9 +31,7 @@ from sendgrid.helpers.mail import (
     From,
     Header,
     Mail,
-    Personalization,
     ReplyTo,
-    Substitution,
     To,
 )
 from urllib3.exceptions import (
@@ -77,7 +75,11 @@ def build_payload(email: OutgoingEmail) -> dict[str, Any]:
 def build_group_payload(emails: Sequence[OutgoingEmail]) -> dict[str, Any]:
     """One request for emails that share a body (`OutgoingEmail.shared`): each recipient is a
     personalization with its own subject, headers and ids, and the substitutions that put
-    its own links into the shared body. Made by the sendgrid helpers too."""
+    its own links into the shared body.
+
+    The shared part is made by the sendgrid helpers; each personalization is the plain
+    object the helpers' `Personalization.get()` makes (a test holds the two equal), built
+    directly: the helpers cost about 13 % of the worker's CPU time in a batch."""
     first = emails[0]
     body = _shared(first)
     mail = Mail(
@@ -88,19 +90,28 @@ def build_group_payload(emails: Sequence[OutgoingEmail]) -> dict[str, Any]:
     )
     if first.reply_to:
         mail.reply_to = ReplyTo(first.reply_to.email, first.reply_to.name)
-    for email in reversed(emails):  # the helpers prepend: the request lists them in order
-        recipient = Personalization()
-        recipient.add_to(To(email.to_email, email.to_name))
-        recipient.subject = email.subject
-        for name, value in email.headers.items():
-            recipient.add_header(Header(name, value))
-        for token, value in _shared(email).substitutions.items():
-            recipient.add_substitution(Substitution(token, value))
-        for key, value in email.custom_args.items():
-            recipient.add_custom_arg(CustomArg(key, str(value)))
-        mail.add_personalization(recipient)
     payload: dict[str, Any] = mail.get()
+    payload["personalizations"] = [_personalization(email) for email in emails]
     return payload
+
+
+def _personalization(email: OutgoingEmail) -> dict[str, Any]:
+    """The recipient's part of a group request, in the shape `Personalization.get()` gives."""
+    to: dict[str, str] = {"email": email.to_email}
+    if email.to_name is not None:
+        to = {"name": email.to_name, **to}
+    one: dict[str, Any] = {"to": [to]}
+    if email.subject:
+        one["subject"] = email.subject
+    substitutions = _shared(email).substitutions
+    for key, values in (
+        ("headers", email.headers),
+        ("substitutions", substitutions),
+        ("custom_args", {name: str(value) for name, value in email.custom_args.items()}),
+    ):
+        if values:
+            one[key] = dict(values)
+    return one
 
 
 def _shared(email: OutgoingEmail) -> SharedBody:
