@@ -1,6 +1,7 @@
 """Link tokens: each kind opens only what it was made for, confirmations expire, and a
 rotated key keeps old links working."""
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -117,3 +118,27 @@ def test_after_a_key_rotation_every_kind_of_old_link_still_verifies() -> None:
     # And once the old key is dropped, its links stop verifying
     with pytest.raises(BadToken):
         TokenSigner("new-key").read(unsubscribe)
+
+
+def test_a_contacts_links_are_the_tokens_itsdangerous_makes() -> None:
+    # A random public id never compresses: the token is the one plain itsdangerous makes
+    public_id = uuid.uuid4().hex
+    signer = TokenSigner("secret")
+    plain = {p: URLSafeSerializer(["secret"], salt=p.value) for p in Purpose}
+    assert signer.sign(public_id) == plain[Purpose.UNSUBSCRIBE].dumps(public_id)
+    assert signer.sign_download(public_id, "executive-resume") == plain[Purpose.DOWNLOAD].dumps(
+        [public_id, "executive-resume"]
+    )
+
+
+def test_a_long_payload_is_still_compressed_and_any_token_reads() -> None:
+    signer = TokenSigner("secret")
+    url = "https://example.com/guides/" + "resume-" * 40
+    token = signer.sign_click(7, 0, url)
+    assert token.startswith(".")  # compressed: the tracked link stays short
+    assert len(token) < len(url)
+    assert (signer.read_click(token).delivery_id, signer.read_click(token).url) == (7, url)
+    # A short payload itsdangerous did compress (sent before) still reads
+    old = URLSafeSerializer(["secret"], salt=Purpose.UNSUBSCRIBE.value).dumps("a" * 60)
+    assert old.startswith(".")
+    assert signer.read(old) == "a" * 60
