@@ -7,7 +7,7 @@ enqueues one `drip.drain_due_now` message. The drain takes whatever the buffer h
 enqueues it as the same batch messages (`BATCH` ids each) the scheduler sends. Idle, an email waits
 for two messages and `LINGER` instead of one message (no scheduler tick); at a steady rate
 the ids of that short wait share a batch; under a burst, ids pile up while the workers
-are busy and leave 25 at a time, so the burst costs what the batched path costs.
+are busy and leave `BATCH` at a time, so the burst costs what the batched path costs.
 
 Why nothing is lost and nothing is sent twice:
 
