@@ -121,13 +121,26 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_runtime(
-    settings: Settings, *, transport: Transport | None = None, broker: Broker | None = None
-) -> Runtime:
-    """Build every part from `settings`; the sequences are checked here, before any send."""
-    catalog = SequenceCatalog.load(
+def load_catalog(settings: Settings) -> SequenceCatalog:
+    """The sequences in `settings.sequences_dir`, loaded and checked (`SequenceError` lists
+    every problem)."""
+    return SequenceCatalog.load(
         settings.sequences_dir, postal_address=settings.resolved_postal_address()
     )
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    transport: Transport | None = None,
+    broker: Broker | None = None,
+    catalog: SequenceCatalog | None = None,
+) -> Runtime:
+    """Build every part from `settings`; the sequences are checked here, before any send,
+    unless `catalog` holds them already checked (`load_catalog`: a worker process reuses the
+    one `drip worker` checked before Dramatiq forked it)."""
+    if catalog is None:
+        catalog = load_catalog(settings)
     engine = process_engine(settings)
     sessions = session_factory(engine)
     signer = TokenSigner(settings.resolved_secret_key(), settings.fallback_keys)

@@ -14,7 +14,8 @@ from drip.cli.console import CliConsole
 from drip.config import Settings
 from drip.db import create_db_engine, session_factory, transaction
 from drip.errors import SequenceError
-from drip.runtime import Runtime, build_runtime
+from drip.runtime import Runtime, build_runtime, load_catalog
+from drip.sequences.catalog import SequenceCatalog
 
 console = CliConsole()
 errors = CliConsole(stderr=True)
@@ -37,15 +38,29 @@ def load_settings() -> Settings:
 @contextmanager
 def opened_runtime(settings: Settings) -> Iterator[Runtime]:
     """The runtime for `settings`; bad sequence files print their problems and exit 1."""
-    try:
+    with exit_on_bad_sequences():
         runtime = build_runtime(settings)
-    except SequenceError as exc:
-        report_sequence_error(exc)
-        raise typer.Exit(1) from exc
     try:
         yield runtime
     finally:
         runtime.close()
+
+
+def checked_catalog(settings: Settings) -> SequenceCatalog:
+    """The sequences in force for `settings`, checked as the runtime checks them, without
+    building the rest of a runtime; bad sequence files print their problems and exit 1."""
+    with exit_on_bad_sequences():
+        return load_catalog(settings)
+
+
+@contextmanager
+def exit_on_bad_sequences() -> Iterator[None]:
+    """Turn a `SequenceError` raised in the block into its problems on stderr and exit 1."""
+    try:
+        yield
+    except SequenceError as exc:
+        report_sequence_error(exc)
+        raise typer.Exit(1) from exc
 
 
 def report_sequence_error(exc: SequenceError) -> None:

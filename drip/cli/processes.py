@@ -1,81 +1,24 @@
-"""`drip run`, `drip api`, `drip scheduler`, `drip worker`: the service's processes."""
+"""`drip scheduler`, `drip worker`: the service's background processes (`drip run` and `drip api`,
+which serve HTTP, are in `drip.cli.servers`: these two start without the API's imports)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 
-import dramatiq
 import typer
-import uvicorn
 from dramatiq.cli import main as dramatiq_main
 from dramatiq.cli import make_argument_parser
 
-from drip.api.app import create_app
-from drip.cli.common import console, load_settings, opened_runtime
+from drip.cli.common import checked_catalog, load_settings, opened_runtime
 from drip.logs import configure_logging
-from drip.migrate import upgrade_database
 from drip.runtime import QUEUES
+from drip.worker import hand_down
 
-
-def run(
-    host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
-    port: int = typer.Option(8000, help="Port the API listens on."),
-) -> None:
-    """The whole service in one process: API, scheduler and worker threads."""
-    settings = load_settings()
-    configure_logging(json=False)
-    if settings.database_url.startswith("sqlite"):
-        upgrade_database(settings.database_url)
-    with opened_runtime(settings) as runtime:
-        worker = dramatiq.Worker(
-            runtime.broker, worker_threads=settings.worker_threads, queues=set(QUEUES)
-        )
-        worker.start()
-        stop = threading.Event()
-        scheduler = threading.Thread(
-            target=runtime.scheduler().run,
-            args=(stop, settings.scheduler_interval),
-            name="drip-scheduler",
-            daemon=True,
-        )
-        scheduler.start()
-        console.print(
-            f"drip: {len(runtime.catalog)} sequence(s), transport "
-            f"{settings.transport_name.value}, http://{host}:{port}/"
-        )
-        try:
-            # proxy_headers=False: the client address is drip's to work out, from
-            # DRIP_TRUSTED_PROXIES (drip.api.client_ip), not uvicorn's from its own default.
-            uvicorn.run(
-                create_app(runtime), host=host, port=port, log_config=None, proxy_headers=False
-            )
-        finally:
-            stop.set()
-            scheduler.join(timeout=10)
-            worker.stop(timeout=10_000)
-
-
-def api(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
-    workers: int = typer.Option(1, min=1, help="Processes serving requests."),
-) -> None:
-    """The HTTP API alone (any number may run behind a load balancer)."""
-    settings = load_settings()
-    configure_logging(json=True)
-    with opened_runtime(settings):
-        pass  # checks the settings and sequence files before any process starts
-    uvicorn.run(
-        "drip.api.factory:app_from_settings",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=False,  # drip.api.client_ip reads X-Forwarded-For from trusted proxies
-    )
+#: What Dramatiq's worker processes call once forked: `drip.worker.set_up`.
+WORKER_SET_UP = "drip.worker:set_up"
 
 
 def scheduler() -> None:
@@ -98,8 +41,14 @@ def worker(
     # Each worker process builds its runtime from this environment: its database pool
     # follows --threads (drip.db.pool_limits), one connection per thread at least.
     os.environ["DRIP_WORKER_THREADS"] = str(threads)
-    with opened_runtime(load_settings()):
-        pass  # checks the settings and sequence files before handing over
+    settings = load_settings()
+    # The sequence files are checked here, once, before any worker process starts; each
+    # process Dramatiq forks from this one reuses the catalog (drip.worker.set_up) and
+    # builds the rest of its runtime (pool, broker, transport) itself.
+    hand_down(settings, checked_catalog(settings))
+    # What start-up built lives as long as the processes: frozen out of the collector, it
+    # is neither scanned by each worker process's collections nor copied into it by them.
+    gc.freeze()
     options = ["--processes", str(processes), "--threads", str(threads), "--queues", *QUEUES]
     # Dramatiq's own main runs in this process: its worker processes fork from it with drip
     # already imported, instead of a new interpreter importing everything again (about a
@@ -114,5 +63,5 @@ def worker(
         "--threads",
         str(threads),
     ]
-    arguments = make_argument_parser().parse_args(["drip.worker", *options])  # type: ignore[no-untyped-call]
+    arguments = make_argument_parser().parse_args([WORKER_SET_UP, *options])  # type: ignore[no-untyped-call]
     raise typer.Exit(dramatiq_main(arguments))  # type: ignore[no-untyped-call]
