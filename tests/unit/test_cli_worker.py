@@ -4,6 +4,7 @@ worker` and `drip scheduler` before anything starts."""
 
 from __future__ import annotations
 
+import gc
 import os
 from argparse import Namespace
 from pathlib import Path
@@ -97,6 +98,23 @@ def test_worker_processes_reuse_the_catalog_the_command_checked(
         assert dramatiq.get_broker() is built[0].broker
     finally:
         built[0].close()
+
+
+def test_what_the_command_built_is_frozen_before_dramatiq_forks(
+    monkeypatch: pytest.MonkeyPatch, worker_env: Path, loads: list[SequenceCatalog]
+) -> None:
+    # Frozen objects are out of every collection (gc.get_objects lists the collected ones):
+    # no worker process's collector touches, and so copies, the pages they are on.
+    collected: list[bool] = []
+
+    def main(arguments: Namespace) -> int:
+        collected.append(any(o is loads[0] for o in gc.get_objects()))
+        return 0
+
+    monkeypatch.setattr(processes, "dramatiq_main", main)
+    result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 0, result.output
+    assert collected == [False]
 
 
 def test_only_a_process_on_the_same_files_reuses_the_catalog(
