@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from drip.cli.console import CliConsole
 from drip.config import Settings
 from drip.db import create_db_engine, session_factory, transaction
-from drip.errors import SequenceError
+from drip.errors import SequenceError, WebhookConfigError
 from drip.runtime import Runtime, build_runtime, load_catalog
 from drip.sequences.catalog import SequenceCatalog
+from drip.webhooks.config_file import load_endpoints_file
 
 console = CliConsole()
 errors = CliConsole(stderr=True)
@@ -48,27 +49,32 @@ def opened_runtime(settings: Settings) -> Iterator[Runtime]:
 
 def checked_catalog(settings: Settings) -> SequenceCatalog:
     """The sequences in force for `settings`, checked as the runtime checks them, without
-    building the rest of a runtime; bad sequence files print their problems and exit 1."""
+    building the rest of a runtime; `webhooks.yaml` beside them is checked too. Bad files
+    print their problems and exit 1."""
     with exit_on_bad_sequences():
-        return load_catalog(settings)
+        catalog = load_catalog(settings)
+        load_endpoints_file(settings.sequences_dir, development=not settings.is_production)
+        return catalog
 
 
 @contextmanager
 def exit_on_bad_sequences() -> Iterator[None]:
-    """Turn a `SequenceError` raised in the block into its problems on stderr and exit 1."""
+    """Turn a `SequenceError` (or a `WebhookConfigError` of `webhooks.yaml`) raised in the
+    block into its problems on stderr and exit 1."""
     try:
         yield
-    except SequenceError as exc:
+    except (SequenceError, WebhookConfigError) as exc:
         report_sequence_error(exc)
         raise typer.Exit(1) from exc
 
 
-def report_sequence_error(exc: SequenceError) -> None:
+def report_sequence_error(exc: SequenceError | WebhookConfigError) -> None:
     """Print each problem on its own line, as compilers do."""
     # Plain lines, never wrapped: editors and CI annotate from `file:line: field: message`.
     for problem in exc.problems:
         print(problem, file=sys.stderr)
-    errors.print(f"[red]{len(exc.problems)} problem(s) in the sequence files[/red]")
+    files = "webhooks.yaml" if isinstance(exc, WebhookConfigError) else "the sequence files"
+    errors.print(f"[red]{len(exc.problems)} problem(s) in {files}[/red]")
 
 
 @contextmanager

@@ -160,3 +160,24 @@ def test_bad_settings_stop_the_worker_and_the_scheduler_naming_the_variable(
 
 def _no_process(arguments: Namespace) -> int:
     raise AssertionError("Dramatiq was started")
+
+
+def test_a_bad_webhooks_file_stops_the_worker_and_the_scheduler_naming_its_line(
+    monkeypatch: pytest.MonkeyPatch, worker_env: Path
+) -> None:
+    # Given webhooks.yaml beside the sequences lists an event that does not exist (line 3)
+    path = worker_env / "webhooks.yaml"
+    path.write_text(
+        "endpoints:\n  - url: https://crm.example.com/hooks\n"
+        "    events: [email.opened]\n    secret_env: CRM_SECRET\n"
+    )
+    monkeypatch.setattr(processes, "dramatiq_main", _no_process)
+    for command in ("worker", "scheduler"):
+        # When the process starts
+        result = CliRunner().invoke(app, [command])
+        # Then it exits 1 naming file, line and field, before any worker process starts
+        assert result.exit_code == 1, result.output
+        assert f"{path}:3: endpoints[0].events: unknown event type 'email.opened'" in (
+            result.stderr
+        )
+        assert "problem(s) in webhooks.yaml" in result.stderr
