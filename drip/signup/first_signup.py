@@ -37,18 +37,19 @@ from drip.sequences.definition import Sequence
 from drip.signup.request import SignupRequest
 from drip.signup.result import SignupResult
 from drip.webhooks.events import EventType, new_event_id
-from drip.webhooks.outbox import PENDING_IDS
+from drip.webhooks.outbox import PENDING_IDS, insert_outbox_rows
 from drip.webhooks.retries import RETRY_WINDOW
 
 #: Contact, events, enrolment, step 1 and the outbox: what the general path writes for a
 #: new address (`_contact_insert`, `attach_events`, `_enrollment_insert`, `plan_first`,
-#: `emit`), each part only when the contact was inserted.
-STATEMENT = """
+#: `emit`), each part only when the contact was inserted. (Built from constants: the
+#: signup's values are parameters.)
+STATEMENT = f"""
 WITH contact AS (
     INSERT INTO contacts (public_id, email, email_hash, first_name, timezone, source,
                           attributes, status, created_at, updated_at)
     VALUES (%(public_id)s, %(email)s, %(email_hash)s, %(first_name)s, %(timezone)s,
-            %(source)s, '{}', 'active', %(now)s, %(now)s)
+            %(source)s, '{{}}', 'active', %(now)s, %(now)s)
     ON CONFLICT (email_hash) DO NOTHING
     RETURNING id
 ), attached AS (
@@ -66,19 +67,20 @@ WITH contact AS (
            %(lease_until)s, 0, %(written_at)s, %(written_at)s
     FROM enrollment
     RETURNING id
-), outbox AS (
-    INSERT INTO webhook_events (event_id, endpoint_id, event_type, contact_id, data,
-                                occurred_at, created_at, status, attempts, next_attempt_at,
-                                give_up_at, enqueued_at)
-    SELECT %(event_id)s, s.endpoint_id, s.event_type, contact.id, %(event_data)s::json,
-           %(now)s, %(now)s, 'pending', 0, %(now)s, %(give_up_at)s, %(now)s
-    FROM contact
-    JOIN webhook_subscriptions AS s ON s.event_type = %(event_type)s
-    JOIN webhook_endpoints AS e ON e.id = s.endpoint_id AND e.enabled
-    RETURNING id
-)
+), outbox AS ({
+    insert_outbox_rows(
+        "contact",
+        event_id="%(event_id)s",
+        event_type="%(event_type)s",
+        contact_id="contact.id",
+        data="%(event_data)s::json",
+        occurred_at="%(now)s",
+        now="%(now)s",
+        give_up_at="%(give_up_at)s",
+    )
+})
 SELECT (SELECT id FROM contact), (SELECT id FROM delivery), ARRAY(SELECT id FROM outbox)
-"""
+"""  # noqa: S608
 
 #: `drip.events.contact_store.lock_address`'s lock, sent in the same round trip.
 LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"

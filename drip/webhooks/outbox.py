@@ -33,34 +33,59 @@ log = structlog.get_logger(__name__)
 #: Where the ids of rows emitted in a transaction wait for its commit.
 PENDING_IDS = "drip.webhooks.emitted"
 
+
+def insert_outbox_rows(
+    source: str,
+    *,
+    event_id: str,
+    event_type: str,
+    contact_id: str,
+    data: str,
+    occurred_at: str,
+    now: str,
+    give_up_at: str,
+) -> str:
+    """The one INSERT of outbox rows (this module's `emit`, and the signup statement of
+    `drip.signup.first_signup`): for each event read from `source` (a FROM item), a row per
+    enabled endpoint subscribed to its type, pending, due at once and given up at
+    `give_up_at`, returning the new ids. The other arguments are SQL expressions over
+    `source` or parameters, in the caller's placeholder style: code's constants, never
+    input (input travels as parameters)."""
+    return f"""
+        INSERT INTO webhook_events (
+            event_id, endpoint_id, event_type, contact_id, data, occurred_at, created_at,
+            status, attempts, next_attempt_at, give_up_at, enqueued_at
+        )
+        SELECT {event_id}, s.endpoint_id, s.event_type, {contact_id}, {data}, {occurred_at},
+               {now}, 'pending', 0, {now}, {give_up_at}, {now}
+        FROM {source}
+        JOIN webhook_subscriptions AS s ON s.event_type = {event_type}
+        JOIN webhook_endpoints AS e ON e.id = s.endpoint_id AND e.enabled
+        RETURNING id
+    """  # noqa: S608
+
+
 _INSERT = {
-    "postgresql": """
-        INSERT INTO webhook_events (
-            event_id, endpoint_id, event_type, contact_id, data, occurred_at, created_at,
-            status, attempts, next_attempt_at, give_up_at, enqueued_at
-        )
-        SELECT r.value->>'id', s.endpoint_id, s.event_type, (r.value->>'contact_id')::bigint,
-               (r.value->'data')::json, (r.value->>'occurred_at')::timestamptz, :now,
-               'pending', 0, :now, :give_up_at, :now
-        FROM jsonb_array_elements(CAST(:events AS jsonb)) AS r(value)
-        JOIN webhook_subscriptions AS s ON s.event_type = r.value->>'type'
-        JOIN webhook_endpoints AS e ON e.id = s.endpoint_id AND e.enabled
-        RETURNING id
-    """,
-    "sqlite": """
-        INSERT INTO webhook_events (
-            event_id, endpoint_id, event_type, contact_id, data, occurred_at, created_at,
-            status, attempts, next_attempt_at, give_up_at, enqueued_at
-        )
-        SELECT json_extract(r.value, '$.id'), s.endpoint_id, s.event_type,
-               json_extract(r.value, '$.contact_id'), json_extract(r.value, '$.data'),
-               json_extract(r.value, '$.occurred_at'), :now,
-               'pending', 0, :now, :give_up_at, :now
-        FROM json_each(:events) AS r
-        JOIN webhook_subscriptions AS s ON s.event_type = json_extract(r.value, '$.type')
-        JOIN webhook_endpoints AS e ON e.id = s.endpoint_id AND e.enabled
-        RETURNING id
-    """,
+    "postgresql": insert_outbox_rows(
+        "jsonb_array_elements(CAST(:events AS jsonb)) AS r(value)",
+        event_id="r.value->>'id'",
+        event_type="r.value->>'type'",
+        contact_id="(r.value->>'contact_id')::bigint",
+        data="(r.value->'data')::json",
+        occurred_at="(r.value->>'occurred_at')::timestamptz",
+        now=":now",
+        give_up_at=":give_up_at",
+    ),
+    "sqlite": insert_outbox_rows(
+        "json_each(:events) AS r",
+        event_id="json_extract(r.value, '$.id')",
+        event_type="json_extract(r.value, '$.type')",
+        contact_id="json_extract(r.value, '$.contact_id')",
+        data="json_extract(r.value, '$.data')",
+        occurred_at="json_extract(r.value, '$.occurred_at')",
+        now=":now",
+        give_up_at=":give_up_at",
+    ),
 }
 
 
