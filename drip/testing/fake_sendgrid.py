@@ -53,9 +53,17 @@ class Faults:
     slow_seconds: float = 2.0
     accept_then_drop: float = 0.0
     seed: int = 1
+    #: Faults for the first requests, in order, before any is drawn: a run that must meet
+    #: a fault meets it however few requests it makes.
+    first: tuple[str, ...] = ()
+    _given: int = field(default=0, init=False, repr=False, compare=False)
 
     def draw(self, rng: random.Random) -> str:
-        """The fault for the next request (or "accept"), drawn with `rng`."""
+        """The fault for the next request (or "accept"): the next of `first`, then drawn
+        with `rng`."""
+        if self._given < len(self.first):
+            self._given += 1
+            return self.first[self._given - 1]
         roll = rng.random()
         for name in ("rate_limit", "error_500", "error_503", "reset", "slow", "accept_then_drop"):
             chance: float = getattr(self, name)
