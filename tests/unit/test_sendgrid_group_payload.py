@@ -72,7 +72,12 @@ def by_the_helpers(emails: list[OutgoingEmail]) -> dict[str, Any]:
 
 
 def test_the_group_payload_is_the_one_the_helpers_build() -> None:
-    emails = [email(1, name="Ann"), email(2, name=None), email(3, name="Zoë, O'Brien")]
+    emails = [
+        email(1, name="Ann"),
+        email(2, name=None),
+        email(3, name="Zoë, O'Brien"),
+        email(4, name=""),
+    ]
 
     assert build_group_payload(emails) == by_the_helpers(emails)
 

@@ -98,7 +98,7 @@ def build_group_payload(emails: Sequence[OutgoingEmail]) -> dict[str, Any]:
 def _personalization(email: OutgoingEmail) -> dict[str, Any]:
     """The recipient's part of a group request, in the shape `Personalization.get()` gives."""
     to: dict[str, str] = {"email": email.to_email}
-    if email.to_name is not None:
+    if email.to_name:  # the helpers leave out an empty name too
         to = {"name": email.to_name, **to}
     one: dict[str, Any] = {"to": [to]}
     if email.subject:
