@@ -66,9 +66,17 @@ class CommandsOnDemand(MutableMapping[str, "Command"]):
         self._built: dict[str, Command] = {}
 
     def __getitem__(self, name: str) -> Command:
-        if name not in self._built:
-            self._built[name] = build_command(name, self._sources[name])
-        return self._built[name]
+        if name in self._built:
+            return self._built[name]
+        if name not in self._sources:
+            raise KeyError(name)
+        try:
+            command = build_command(name, self._sources[name])
+        except KeyError as exc:
+            # Click looks commands up with `.get`, which would read this as "No such command".
+            raise RuntimeError(f"the command {name!r} could not be built: {exc!r}") from exc
+        self._built[name] = command
+        return command
 
     def __setitem__(self, name: str, command: Command) -> None:
         if name not in self._names:

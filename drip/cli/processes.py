@@ -48,6 +48,8 @@ def worker(
     hand_down(settings, checked_catalog(settings))
     # What start-up built lives as long as the processes: frozen out of the collector, it
     # is neither scanned by each worker process's collections nor copied into it by them.
+    # Collected first, so no garbage of start-up is frozen with it.
+    gc.collect()
     gc.freeze()
     options = ["--processes", str(processes), "--threads", str(threads), "--queues", *QUEUES]
     # Dramatiq's own main runs in this process: its worker processes fork from it with drip

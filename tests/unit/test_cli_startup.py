@@ -7,8 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
+from drip.cli import lazy
 from drip.cli.main import DripCommands, app
 from tests.conftest import REPO
 
@@ -121,3 +123,19 @@ def test_a_mistyped_command_is_still_answered_with_the_nearest() -> None:
     result = CliRunner().invoke(app, ["workr"])
     assert result.exit_code == 2
     assert "Did you mean 'worker'?" in result.output
+
+
+def test_a_command_whose_import_fails_is_not_reported_as_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a command module whose import raises KeyError (a missing setting, a bug)
+    def broken(name: str, source: str) -> None:
+        raise KeyError("DRIP_SOMETHING")
+
+    monkeypatch.setattr(lazy, "build_command", broken)
+    commands = lazy.CommandsOnDemand({"worker": "drip.cli.processes:worker"})
+    # Then looking it up (as Click does, with .get) raises, never "no such command"
+    with pytest.raises(RuntimeError, match="'worker' could not be built: KeyError"):
+        commands.get("worker")
+    # And a name that is not a command is still simply missing
+    assert commands.get("nosuch") is None
