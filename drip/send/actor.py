@@ -25,7 +25,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
 from drip.send.due_now import LINGER, TAKE, buffer_for
-from drip.send.sender import DeliverySender, Outcome
+from drip.send.sender import SEND_WINDOW, DeliverySender, Outcome
 
 #: Name of the send actor: the contract between the scheduler and every worker.
 SEND_ACTOR = "drip.send_delivery"
@@ -45,12 +45,14 @@ BATCH = 100
 #: The queue send messages go to.
 SEND_QUEUE = "drip.send"
 
-#: Dramatiq's own retries, for failures other than the provider's (database down...).
+#: Dramatiq's own retries, for failures other than the provider's (database down...). The
+#: time limit is twice the batch's send window, so a batch ends (its late emails held back
+#: for a retry) long before Dramatiq would interrupt it with answers already given.
 ACTOR_OPTIONS: dict[str, Any] = {
     "max_retries": 1000,
     "min_backoff": 1_000,
     "max_backoff": 60_000,
-    "time_limit": 120_000,
+    "time_limit": int(2 * SEND_WINDOW * 1000),
 }
 
 

@@ -62,6 +62,14 @@ log = structlog.get_logger(__name__)
 __all__ = ["DeliverySender", "Outcome", "SendPolicy", "SendResult"]
 
 
+#: Seconds a batch may spend handing its emails to the provider, from the start of its
+#: send: an email whose call has not started by then is held back for a retry (no attempt
+#: spent). Half the send actors' time limit (`drip.send.actor`), so a call started just
+#: before it (bounded by the transport's timeout, DRIP_SENDGRID_TIMEOUT) and the batch's
+#: record still finish within the limit.
+SEND_WINDOW = 60.0
+
+
 @dataclass(frozen=True)
 class SendPolicy:
     """Limits of the send path, from settings."""
@@ -74,6 +82,8 @@ class SendPolicy:
     ambiguous_wait: float = 900.0
     #: Emails a contact may get in any 24 hours, all sequences together (0: no cap).
     daily_cap: int = 0
+    #: Seconds a batch may spend handing emails to the provider (`SEND_WINDOW`).
+    send_window: float = SEND_WINDOW
 
     @property
     def retries(self) -> RetryPolicy:
@@ -137,6 +147,7 @@ class DeliverySender:
         self.transmitter.close()
 
     def _send_claimed(self, claimed: list[Delivery]) -> dict[int, SendResult]:
+        deadline = self.transmitter.monotonic() + self.policy.send_window
         results: dict[int, SendResult] = {}
         ended: list[Ended] = []
         with self.store.guard() as guard:
@@ -186,7 +197,9 @@ class DeliverySender:
                     results[delivery.id] = SendResult(Outcome.FAILED)
                     continue
                 outgoing.append((delivery, decision.loaded, email))
-            answers = self.transmitter.send_all([email for _, _, email in outgoing])
+            answers = self.transmitter.send_all(
+                [email for _, _, email in outgoing], deadline=deadline
+            )
             for (delivery, loaded, _), answer in zip(outgoing, answers, strict=True):
                 verdict = judge(
                     answer,

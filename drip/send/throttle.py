@@ -33,8 +33,9 @@ class SendThrottle:
         self._prefix = f"{namespace}:send-rate"
         self._per_window = max(1, math.floor(rate))
 
-    def acquire(self) -> None:
-        """Wait for a slot in the shared rate; raise Throttled during a long pause."""
+    def acquire(self, *, deadline: float | None = None) -> None:
+        """Wait for a slot in the shared rate; raise Throttled during a long pause, or when
+        the wait would pass `deadline` (a `time.monotonic()` time)."""
         while True:
             paused = float(self._client.get(f"{self._prefix}:paused-until") or 0)
             now = time.time()
@@ -43,7 +44,7 @@ class SendThrottle:
                     raise Throttled(
                         "the provider asked all senders to wait", retry_after=paused - now
                     )
-                time.sleep(paused - now)
+                self._wait(paused - now, deadline)
                 continue
             window = int(now)
             key = f"{self._prefix}:{window}"
@@ -53,7 +54,15 @@ class SendThrottle:
             count = pipe.execute()[0]
             if count <= self._per_window:
                 return
-            time.sleep(window + 1 - now)
+            self._wait(window + 1 - now, deadline)
+
+    @staticmethod
+    def _wait(seconds: float, deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() + seconds > deadline:
+            raise Throttled(
+                "not sent: the shared send rate has no slot before the batch's time ran out"
+            )
+        time.sleep(seconds)
 
     def pause(self, seconds: float) -> None:
         """Hold every worker's sends for `seconds` (after a 429 with a reset time)."""

@@ -11,6 +11,12 @@ batch takes about as long as its slowest call rather than the sum of them: the c
 it holds locked for share are held that long, and a provider 150 ms away still allows
 many emails a second per worker thread.
 
+A batch has a deadline (`DeliverySender` gives it `SendPolicy.send_window` from its
+start): an email whose call has not started by then is not sent and answers `Throttled`
+(held back, no attempt spent), so a batch behind a slow provider or a low shared send rate
+ends well within its actor's time limit instead of being cut off mid-batch with answers
+the provider already gave.
+
 Every answer comes back as a value, never raised: the provider's id, or the SendError
 that says what happened. Anything else a transport raises is treated as ambiguous: the
 request may have gone out.
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from drip.errors import AmbiguousSendError, PermanentSendError, SendError
+from drip.errors import AmbiguousSendError, PermanentSendError, SendError, Throttled
 from drip.metrics import PROVIDER_LATENCY
 from drip.send.message import OutgoingEmail
 from drip.send.throttle import SendThrottle
@@ -39,23 +45,36 @@ class Transmitter:
     """Hands a batch's emails to the transport, grouped where they share a body, a few at once."""
 
     def __init__(
-        self, transport: Transport, *, throttle: SendThrottle | None = None, concurrency: int = 8
+        self,
+        transport: Transport,
+        *,
+        throttle: SendThrottle | None = None,
+        concurrency: int = 8,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.transport = transport
         self.throttle = throttle
         self.concurrency = max(1, concurrency)
+        self.monotonic = monotonic
         self._pool: ThreadPoolExecutor | None = None
 
-    def send_all(self, emails: Sequence[OutgoingEmail]) -> list[Answer]:
-        """Each email's answer, in the order given."""
+    def send_all(
+        self, emails: Sequence[OutgoingEmail], *, deadline: float | None = None
+    ) -> list[Answer]:
+        """Each email's answer, in the order given. No call starts after `deadline` (a
+        `monotonic` time): the emails left answer `Throttled`, never sent."""
         positions = self._groups(emails)
         groups = [[emails[n] for n in group] for group in positions]
+
+        def send_group(group: list[OutgoingEmail]) -> list[Answer]:
+            return self._send_group(group, deadline)
+
         if len(groups) == 1 or self.concurrency == 1:
-            answers = [self._send_group(group) for group in groups]
+            answers = [send_group(group) for group in groups]
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="drip-send")
-            answers = list(self._pool.map(self._send_group, groups))
+            answers = list(self._pool.map(send_group, groups))
         in_order: list[Answer | None] = [None] * len(emails)
         for group, answer in zip(positions, answers, strict=True):
             for n, one in zip(group, answer, strict=True):
@@ -76,23 +95,26 @@ class Transmitter:
             for chunk in (group[i : i + MAX_GROUP] for i in range(0, len(group), MAX_GROUP))
         ]
 
-    def _send_group(self, emails: list[OutgoingEmail]) -> list[Answer]:
+    def _send_group(self, emails: list[OutgoingEmail], deadline: float | None) -> list[Answer]:
         transport = self.transport
         if len(emails) == 1 or not isinstance(transport, GroupTransport):
-            return [self.send_one(email) for email in emails]
-        answer = self._call(lambda: transport.send_group(emails))
+            return [self.send_one(email, deadline=deadline) for email in emails]
+        answer = self._call(lambda: transport.send_group(emails), deadline)
         if isinstance(answer, PermanentSendError):
-            return [self.send_one(email) for email in emails]
+            return [self.send_one(email, deadline=deadline) for email in emails]
         return [answer] * len(emails)
 
-    def send_one(self, email: OutgoingEmail) -> Answer:
-        """Send one email; its answer is the provider's message id or the SendError it raised."""
-        return self._call(lambda: self.transport.send(email))
+    def send_one(self, email: OutgoingEmail, *, deadline: float | None = None) -> Answer:
+        """Send one email; its answer is the provider's message id or the SendError it raised
+        (`Throttled`, not sent, when `deadline` has passed)."""
+        return self._call(lambda: self.transport.send(email), deadline)
 
-    def _call(self, send: Callable[[], str]) -> Answer:
+    def _call(self, send: Callable[[], str], deadline: float | None) -> Answer:
         try:
+            if deadline is not None and self.monotonic() >= deadline:
+                raise Throttled("not sent: the batch's time to send ran out before its turn")
             if self.throttle is not None:
-                self.throttle.acquire()
+                self.throttle.acquire(deadline=deadline)
             started = time.perf_counter()
             message_id = send()
         except SendError as exc:
