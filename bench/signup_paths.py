@@ -36,6 +36,7 @@ from harness import (
     start_provider,
     stop,
     wait,
+    warmup_requests,
 )
 
 #: Clients the load generator runs at once when it goes as fast as it can.
@@ -164,7 +165,7 @@ def steady(rate: float, seconds: float) -> dict[str, float]:
             post_all(base, 1, 1, prefix="warm")
             wait(lambda: provider_stats(fake_port)["accepted"] >= 1, 120, "the first email")
             answers = open_loop(base, seconds, rate, prefix="steady")
-            total = len(answers) + 1
+            total = warmup_requests(rate) + len(answers) + 1  # with the loop's warm-up
             wait(lambda: provider_stats(fake_port)["accepted"] >= total, 600, "every email 1")
             accepted = provider_times(fake_port)
             duplicates = provider_stats(fake_port)["duplicates"]
