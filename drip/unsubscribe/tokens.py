@@ -99,11 +99,12 @@ COMPRESS_OVER = 100
 
 class _LinkSerializer(URLSafeSerializer):
     """itsdangerous' URL-safe serializer, which tries zlib on every payload and keeps the
-    result when it is shorter. For a short payload (a contact's random `public_id`, with a
-    sequence id) it never is, and the attempt cost about 40 us per token, most of the
-    worker's CPU for an email's links; payloads over `COMPRESS_OVER` bytes (tracked links
-    with their URL) are still offered to zlib. Reading is unchanged: `loads` takes a token
-    either way, so every link already sent still verifies."""
+    result when it is shorter. For a contact's random `public_id` it never is (only a
+    repetitive sequence id could make a download token a little shorter), and the attempt
+    cost about 40 us per token, most of the worker's CPU for an email's links; payloads
+    over `COMPRESS_OVER` bytes (tracked links with their URL) are still offered to zlib.
+    Reading is unchanged: `loads` takes a token either way, so every link already sent
+    still verifies."""
 
     def dump_payload(self, obj: Any) -> bytes:
         """`obj` as the token's payload: plain base64 JSON when short, else as itsdangerous
