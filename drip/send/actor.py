@@ -1,4 +1,4 @@
-"""The Dramatiq actors that send: messages carry delivery ids only, up to `BATCH` (100) per message.
+"""The Dramatiq actors that send: messages carry delivery ids only, up to `BATCH` (50) per message.
 
 Rows due at once (a signup's step 1) go through the due-now buffer (`drip.send.due_now`):
 `enqueue_due_now` pushes their ids and, when no drain is pending, enqueues one
@@ -37,10 +37,11 @@ SEND_BATCH_ACTOR = "drip.send_deliveries"
 DRAIN_ACTOR = "drip.drain_due_now"
 
 #: Deliveries per message: fewer messages per tick, and a failure still retries only its own.
-#: 50 rather than 25 cut the worker's CPU per email from 0.76 to 0.55 ms; 100 rather than 50,
-#: 0.37 to 0.31 ms and PostgreSQL's 0.19 to 0.16 ms (docs/performance.md). The price: the
-#: batch's contacts stay locked for share until its last provider call has answered.
-BATCH = 100
+#: 50 rather than 25 cut the worker's CPU per email from 0.76 to 0.55 ms. 100 cut it by
+#: another sixth, but a burst of signups' first emails then drained at 0.66 to 0.86 x the
+#: batched rate (0.8 is the target): 5,000 ids make only 50 messages for 16 threads
+#: (docs/performance.md, round 5).
+BATCH = 50
 
 #: The queue send messages go to.
 SEND_QUEUE = "drip.send"
