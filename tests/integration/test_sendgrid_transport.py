@@ -12,28 +12,14 @@ import pytest
 
 from drip.errors import AmbiguousSendError, PermanentSendError, TransientSendError
 from drip.render.reuse import SharedBody
-from drip.send.message import OutgoingEmail, unsubscribe_headers
+from drip.send.message import OutgoingEmail
 from drip.send.transmit import Transmitter
 from drip.send.transports.sendgrid import SendGridTransport
-from drip.sequences.definition import Address
 from drip.testing.fake_sendgrid import FakeSendGrid, Faults, Scripted
 from tests.conftest import sendgrid_schema_dir
+from tests.outgoing import outgoing_email as email
 
 SCHEMA = sendgrid_schema_dir() / "mail_send.schema.json"
-
-
-def email(delivery_id: int) -> OutgoingEmail:
-    return OutgoingEmail(
-        to_email=f"reader{delivery_id}@example.com",
-        to_name="Reader",
-        sender=Address(email="advice@example.com", name="Resume Desk"),
-        reply_to=None,
-        subject="Your executive resume template",
-        html="<p>Hello</p>",
-        text="Hello\n",
-        headers=unsubscribe_headers(f"https://drip.example.com/unsubscribe/{delivery_id}"),
-        custom_args={"delivery_id": str(delivery_id)},
-    )
 
 
 @pytest.fixture
@@ -89,7 +75,9 @@ def test_a_wrong_key_is_permanent(provider: FakeSendGrid) -> None:
 
 @pytest.mark.parametrize("fault", ["reset", "accept_then_drop", "slow"])
 def test_an_answer_lost_after_the_request_went_out_is_ambiguous(fault: str) -> None:
-    fake = FakeSendGrid(SCHEMA, faults=Faults(slow_seconds=1.0, **{fault: 1.0})).start()
+    faults = Faults(slow_seconds=1.0)
+    setattr(faults, fault, 1.0)  # every request meets this fault
+    fake = FakeSendGrid(SCHEMA, faults=faults).start()
     try:
         with pytest.raises(AmbiguousSendError):
             transport_for(fake, timeout=0.3).send(email(1))

@@ -14,11 +14,11 @@ import pytest
 from drip.errors import Throttled
 from drip.models import DeliveryStatus
 from drip.send.actor import ACTOR_OPTIONS
-from drip.send.message import OutgoingEmail, unsubscribe_headers
+from drip.send.message import OutgoingEmail
 from drip.send.sender import SEND_WINDOW, Outcome
 from drip.send.transmit import Transmitter
 from drip.send.transports.memory import MemoryTransport
-from drip.sequences.definition import Address
+from tests.outgoing import outgoing_email as email
 from tests.unit.world import World, build_world
 
 
@@ -32,20 +32,6 @@ class SlowTransport(MemoryTransport):
     def send(self, email: OutgoingEmail) -> str:
         self.now += 1.0
         return super().send(email)
-
-
-def email(n: int) -> OutgoingEmail:
-    return OutgoingEmail(
-        to_email=f"reader{n}@example.com",
-        to_name=None,
-        sender=Address(email="advice@example.com", name="Resume Desk"),
-        reply_to=None,
-        subject="Your template",
-        html="<p>Hello</p>",
-        text="Hello\n",
-        headers=unsubscribe_headers(f"https://drip.example.com/u/{n}"),
-        custom_args={"delivery_id": str(n)},
-    )
 
 
 def test_no_call_starts_after_the_deadline_and_the_rest_are_held_back() -> None:
