@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -95,13 +94,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("screenshots")
         for path in written:
             terminalreporter.write_line(str(path))
-
-
-@pytest.fixture(autouse=True)
-def _collectable_after_each_test() -> Iterator[None]:
-    """A command run in the test process (CliRunner) freezes what it imported and everything
-    else alive (`drip.cli.lazy.imported`, `drip worker`), as a one-shot process should; the
-    test process lives on, so after each test its objects go back to the collector (else a
-    test's embedded Redis outlives it, to be stopped only at exit)."""
-    yield
-    gc.unfreeze()
